@@ -1,0 +1,42 @@
+# Release gatekeeper: `make help` lists the targets.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install install-dev demo test test-unit test-integration test-e2e lint bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python  ## install the gatekeeper into .venv
+	$(BIN)/pip install -q -e .
+
+install-dev: $(BIN)/python  ## install the gatekeeper with test tools into .venv
+	$(BIN)/pip install -q -e '.[dev,kubernetes,argo,api,postgres]'
+
+demo: install  ## install, then run one good and one bad release on this machine
+	$(BIN)/gatekeeper demo
+
+test: install-dev  ## install what the tests need (Prometheus, test bed) and run every test
+	scripts/test-deps
+	$(BIN)/pytest
+
+test-unit: install-dev  ## unit tests only
+	$(BIN)/pytest tests/unit
+
+test-e2e: install-dev  ## the Kubernetes and Argo test bed tests only
+	scripts/test-deps
+	$(BIN)/pytest tests/e2e
+
+lint: install-dev  ## ruff, mypy and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install-dev  ## benchmarks (on demand, not in CI)
+	scripts/test-deps
+	$(BIN)/python bench/gate_eval.py

@@ -1,0 +1,1 @@
+"""Release gatekeeper: progressive delivery with metric gates and automatic rollback."""

@@ -1,0 +1,1 @@
+"""The engine: executors, step implementations, policy."""

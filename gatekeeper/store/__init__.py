@@ -1,0 +1,1 @@
+"""Persistence of releases, steps and audit behind a small protocol."""

@@ -1,0 +1,1 @@
+"""Targets: where versions run and how traffic is split (local processes, Kubernetes)."""

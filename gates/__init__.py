@@ -1,0 +1,1 @@
+"""Metric gates: specs, providers, pure verdict logic, backtest."""

@@ -1,0 +1,1 @@
+"""Strategies: one module each, turning a release spec into a plan."""

@@ -1,0 +1,1 @@
+"""Plan to Argo Workflow compilation and the Argo client."""
