@@ -1,0 +1,5 @@
+"""`python -m gatekeeper.cli`."""
+
+from .main import main
+
+main()

@@ -1,0 +1,249 @@
+"""The Prometheus provider: PromQL through prometheus-api-client, retried with tenacity.
+
+Connection errors and 5xx are retried with bounded, jittered exponential backoff; a
+query that keeps failing raises ProviderUnavailable, which the evaluator turns into
+an inconclusive measurement, never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+import yaml
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from urllib3.util.retry import Retry
+
+from gatekeeper.domain.durations import parse_duration, promql_duration
+from gatekeeper.domain.errors import ProviderError, ProviderUnavailable
+
+from .profiles import Profile, is_error_code
+from .promql import matcher, regex_matcher
+from .provider import Buckets, Counts, LabeledValue, Subject
+
+T = TypeVar("T")
+
+
+def _retrying(attempts: int, max_wait: float) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    return retry(
+        retry=retry_if_exception_type(ProviderUnavailable),
+        stop=stop_after_attempt(attempts) | stop_after_delay(max_wait * attempts),
+        wait=wait_random_exponential(multiplier=0.1, max=max_wait),
+        reraise=True,
+    )
+
+
+class PrometheusProvider:
+    """Reads the profile's metrics from a Prometheus server."""
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        attempts: int = 4,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._client = PrometheusConnect(
+            url=self.url,
+            disable_ssl=True,
+            retry=Retry(total=0, raise_on_status=False),
+            timeout=timeout_s,
+        )
+        self._call = _retrying(attempts, max_backoff_s)(self._call_once)
+        self.calls = 0
+
+    def close(self) -> None:
+        self._client._session.close()
+
+    # -- transport ------------------------------------------------------------------------
+
+    def _call_once(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except requests.RequestException as e:
+            raise ProviderUnavailable(f"prometheus at {self.url}: {type(e).__name__}: {e}") from e
+        except PrometheusApiClientException as e:
+            text = str(e)
+            if text.startswith("HTTP Status Code 5"):
+                raise ProviderUnavailable(f"prometheus at {self.url}: {text[:300]}") from e
+            raise ProviderError(f"prometheus at {self.url}: {text[:300]}") from e
+
+    def _instant(self, promql: str, at: datetime) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call(
+            self._client.custom_query, promql, params={"time": f"{at.timestamp():.3f}"}
+        )
+        return result
+
+    def _range(
+        self, promql: str, start: datetime, end: datetime, step_s: float
+    ) -> list[dict[str, Any]]:
+        # start and end go as params too: the client rounds them to whole seconds.
+        result: list[dict[str, Any]] = self._call(
+            self._client.custom_query_range,
+            promql,
+            start_time=start,
+            end_time=end,
+            step=f"{step_s:g}",
+            params={"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"},
+        )
+        return result
+
+    # -- provider protocol ----------------------------------------------------------------
+
+    def scrape_interval(self) -> float | None:
+        try:
+            resp = self._call(self._client._session.get, f"{self.url}/api/v1/status/config")
+            config = yaml.safe_load(resp.json()["data"]["yaml"])
+            interval = (config.get("global") or {}).get("scrape_interval", "1m")
+            return parse_duration(str(interval))
+        except (ProviderUnavailable, ProviderError, KeyError, ValueError, yaml.YAMLError):
+            return None
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._client.check_prometheus_connection())
+        except Exception:
+            return False
+
+    def counts(
+        self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
+    ) -> dict[Subject, Counts]:
+        rows = self._instant(counts_query(profile, subjects, window_s), at)
+        return _sum_counts(profile, subjects, rows, lambda row: [row["value"]])[0]
+
+    def counts_range(
+        self,
+        profile: Profile,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, list[tuple[datetime, Counts]]]:
+        rows = self._range(counts_query(profile, subjects, window_s), start, end, step_s)
+        per_time = _sum_counts(profile, subjects, rows, lambda row: row["values"])[1]
+        return {
+            s: [(datetime.fromtimestamp(ts, UTC), c) for ts, c in sorted(points.items())]
+            for s, points in per_time.items()
+        }
+
+    def buckets(
+        self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
+    ) -> dict[Subject, Buckets]:
+        rows = self._instant(buckets_query(profile, subjects, window_s), at)
+        ids = _identity_index(profile, subjects)
+        acc: dict[Subject, dict[float, float]] = {}
+        for row in rows:
+            subject = ids.get(_identity(profile, row["metric"]))
+            value = float(row["value"][1])
+            le_text = row["metric"].get("le")
+            if subject is None or le_text is None or math.isnan(value):
+                continue
+            le = float(le_text) * profile.duration_unit_s
+            hist = acc.setdefault(subject, {})
+            hist[le] = hist.get(le, 0.0) + value
+        out: dict[Subject, Buckets] = {}
+        for subject, hist in acc.items():
+            if math.inf not in hist:
+                continue  # a histogram without +Inf is not a histogram
+            out[subject] = _monotone(sorted(hist.items()))
+        return out
+
+    def query(self, promql: str, at: datetime) -> list[LabeledValue]:
+        return [
+            (dict(row["metric"]), float(row["value"][1])) for row in self._instant(promql, at)
+        ]
+
+
+def selector(profile: Profile, subjects: Sequence[Subject]) -> str:
+    """Label matchers for the subjects: exact for one, regex alternations for many."""
+    values = [profile.selector_values(s.app, s.namespace, s.version) for s in subjects]
+    parts = []
+    for label in profile.identity_labels:
+        distinct = {v[label] for v in values}
+        if len(distinct) == 1:
+            parts.append(matcher(label, next(iter(distinct))))
+        else:
+            parts.append(regex_matcher(label, distinct))
+    return ",".join(parts)
+
+
+def counts_query(profile: Profile, subjects: Sequence[Subject], window_s: float) -> str:
+    by = ", ".join((*profile.identity_labels, profile.code_label))
+    return (
+        f"sum by ({by}) (increase({profile.requests_metric}"
+        f"{{{selector(profile, subjects)}}}[{promql_duration(window_s)}]))"
+    )
+
+
+def buckets_query(profile: Profile, subjects: Sequence[Subject], window_s: float) -> str:
+    by = ", ".join((*profile.identity_labels, "le"))
+    return (
+        f"sum by ({by}) (increase({profile.duration_bucket_metric}"
+        f"{{{selector(profile, subjects)}}}[{promql_duration(window_s)}]))"
+    )
+
+
+def _identity(profile: Profile, labels: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(labels.get(label, "") for label in profile.identity_labels)
+
+
+def _identity_index(profile: Profile, subjects: Sequence[Subject]) -> dict[tuple[str, ...], Subject]:
+    out = {}
+    for s in subjects:
+        values = profile.selector_values(s.app, s.namespace, s.version)
+        out[tuple(values[label] for label in profile.identity_labels)] = s
+    return out
+
+
+def _sum_counts(
+    profile: Profile,
+    subjects: Sequence[Subject],
+    rows: list[dict[str, Any]],
+    points: Callable[[dict[str, Any]], list[list[Any]]],
+) -> tuple[dict[Subject, Counts], dict[Subject, dict[float, Counts]]]:
+    """Requests and 5xx per subject (and per timestamp), from per-code series."""
+    ids = _identity_index(profile, subjects)
+    per_time: dict[Subject, dict[float, Counts]] = {}
+    for row in rows:
+        subject = ids.get(_identity(profile, row["metric"]))
+        if subject is None:
+            continue  # a regex matcher also matches combinations nobody asked for
+        is_error = is_error_code(row["metric"].get(profile.code_label, ""))
+        slot = per_time.setdefault(subject, {})
+        for ts, raw in points(row):
+            value = float(raw)
+            if math.isnan(value):
+                continue
+            prev = slot.get(float(ts), Counts(0.0, 0.0))
+            slot[float(ts)] = Counts(
+                requests=prev.requests + value, errors=prev.errors + (value if is_error else 0.0)
+            )
+    latest = {s: pts[max(pts)] for s, pts in per_time.items() if pts}
+    return latest, per_time
+
+
+def _monotone(items: list[tuple[float, float]]) -> Buckets:
+    """Cumulative counts never decrease with le; extrapolated increase() can jitter them."""
+    out: list[tuple[float, float]] = []
+    running = 0.0
+    for le, count in items:
+        running = max(running, count)
+        out.append((le, running))
+    return tuple(out)
