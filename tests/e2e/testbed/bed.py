@@ -1,0 +1,350 @@
+"""Starts and stops the whole bed: etcd, the control plane, kwok nodes, CRDs, Argo, the executor."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.e2e.testbed import paths
+from tests.e2e.testbed.executor import PodExecutor
+from tests.e2e.testbed.kubeapi import KubeApi, object_path
+from tests.e2e.testbed.kwok_stages import narrowed_stages
+from tests.e2e.testbed.pki import make_pki
+from tests.e2e.testbed.process import ManagedProcess, free_port
+
+ARGO_NAMESPACE = "argo"
+NODE_COUNT = 2
+NARROW_USER = "narrow-user"
+STARTUP_TIMEOUT = 90.0
+
+
+class BedError(RuntimeError):
+    """The bed could not be brought up; the message says which piece and why."""
+
+
+@dataclass
+class ClusterBed:
+    root: Path
+    server: str
+    ca_file: Path
+    admin_token: str
+    narrow_token: str
+    kubeconfig: Path
+    argo_url: str
+    versions: dict[str, str]
+    narrow_user: str = NARROW_USER
+    argo_namespace: str = ARGO_NAMESPACE
+    node_names: list[str] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    keep: bool = False
+    processes: list[ManagedProcess] = field(default_factory=list)
+    executor: PodExecutor | None = None
+    api: KubeApi | None = None
+    _stopped: bool = False
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def kubeconfig_for(self, user: str, token: str) -> Path:
+        target = self.root / f"{user}.kubeconfig"
+        write_kubeconfig(target, self.server, self.ca_file, user, token)
+        return target
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.executor is not None:
+            self.executor.stop()
+        for proc in reversed(self.processes):
+            proc.stop()
+        if self.api is not None:
+            self.api.close()
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_kubeconfig(target: Path, server: str, ca_file: Path, user: str, token: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testbed", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
+        "current-context": "testbed",
+    }
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    target.chmod(0o600)
+
+
+def _http_ok(url: str, token: str | None = None, verify: Any = False) -> bool:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(url, headers=headers, verify=verify, timeout=2.0).status_code == 200
+
+
+def start_bed(keep: bool | None = None) -> ClusterBed:
+    """Brings the bed up, or raises BedError after stopping whatever it had started."""
+    started = time.monotonic()
+    try:
+        bins = paths.locate_binaries()
+        crd_files = paths.reference_crds()
+    except paths.MissingPieceError as exc:
+        raise BedError(str(exc)) from exc
+    if keep is None:
+        keep = os.environ.get("GATEKEEPER_TESTBED_KEEP", "") not in ("", "0")
+    root = Path(tempfile.mkdtemp(prefix="gatekeeper-testbed-"))
+    (root / "logs").mkdir()
+    admin_token = secrets.token_hex(24)
+    narrow_token = secrets.token_hex(24)
+    api_port = free_port()
+    ca_pki = make_pki(root / "pki")
+    bed = ClusterBed(
+        root=root,
+        server=f"https://127.0.0.1:{api_port}",
+        ca_file=ca_pki.ca_cert,
+        admin_token=admin_token,
+        narrow_token=narrow_token,
+        kubeconfig=root / "admin.kubeconfig",
+        argo_url="",
+        versions=bins.versions,
+        keep=keep,
+    )
+    atexit.register(bed.stop)
+    try:
+        _bring_up(bed, bins, crd_files, ca_pki, api_port)
+    except BaseException as exc:
+        hint = f" (logs kept in {root})" if keep else " (set GATEKEEPER_TESTBED_KEEP=1 to keep its logs)"
+        bed.stop()
+        if isinstance(exc, BedError):
+            raise
+        raise BedError(f"the e2e test bed did not come up: {exc}{hint}") from exc
+    bed.startup_seconds = time.monotonic() - started
+    return bed
+
+
+def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki: Any, api_port: int) -> None:
+    root, logs = bed.root, bed.log_dir
+    cm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
+    tokens = root / "tokens.csv"
+    tokens.write_text(
+        f'{bed.admin_token},testbed-admin,uid-admin,"system:masters"\n'
+        f"{cm_token},system:kube-controller-manager,uid-kcm\n"
+        f"{sched_token},system:kube-scheduler,uid-sched\n"
+        f"{bed.narrow_token},{NARROW_USER},uid-narrow\n"
+    )
+    tokens.chmod(0o600)
+    write_kubeconfig(bed.kubeconfig, bed.server, pki.ca_cert, "testbed-admin", bed.admin_token)
+    cm_kubeconfig = bed.kubeconfig_for("kube-controller-manager", cm_token)
+    sched_kubeconfig = bed.kubeconfig_for("kube-scheduler", sched_token)
+
+    def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, logs, env=env, cwd=root)
+        bed.processes.append(proc)
+        return proc
+
+    # etcd
+    etcd_port, peer_port = free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    etcd = start(
+        "etcd",
+        [
+            str(bins.etcd), "--name=testbed", f"--data-dir={root / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=testbed={peer_url}", "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
+    etcd.wait_until(lambda: _http_ok(f"{etcd_url}/health"), 30, "healthy")
+
+    # kube-apiserver
+    apiserver = start(
+        "kube-apiserver",
+        [
+            str(bins.kube_apiserver), f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}", f"--token-auth-file={tokens}",
+            "--authorization-mode=RBAC", "--anonymous-auth=true",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+            "--endpoint-reconciler-type=none", f"--cert-dir={root / 'apiserver-certs'}",
+            "--profiling=false", "--v=1",
+        ],
+    )
+    api = KubeApi(bed.server, bed.admin_token, pki.ca_cert)
+    bed.api = api
+    apiserver.wait_until(
+        lambda: _http_ok(f"{bed.server}/readyz", bed.admin_token, _ssl(pki.ca_cert)), 60, "ready"
+    )
+
+    # controller-manager, scheduler and kwok start together; nodes and CRDs go in meanwhile.
+    cm_port, sched_port = free_port(), free_port()
+    cm = start(
+        "kube-controller-manager",
+        [
+            str(bins.kube_controller_manager), f"--kubeconfig={cm_kubeconfig}",
+            f"--authentication-kubeconfig={cm_kubeconfig}", f"--authorization-kubeconfig={cm_kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
+            f"--cert-dir={root / 'kcm-certs'}", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
+            "--cluster-name=testbed", "--v=1",
+        ],
+    )
+    sched = start(
+        "kube-scheduler",
+        [
+            str(bins.kube_scheduler), f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}", f"--authorization-kubeconfig={sched_kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
+            f"--cert-dir={root / 'sched-certs'}", "--v=1",
+        ],
+    )
+    stages = narrowed_stages(bins.kwok_stages, root / "kwok-stages")
+    kwok = start(
+        "kwok",
+        [
+            str(bins.kwok), f"--kubeconfig={bed.kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=10.250.0.1", "--cidr=10.244.0.0/16",
+            f"--server-address=127.0.0.1:{free_port()}",
+            *[f"--config={s}" for s in stages],
+        ],
+    )
+
+    for i in range(NODE_COUNT):
+        name = f"kwok-node-{i}"
+        api.create(
+            "/api/v1/nodes",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+            },
+        )
+        bed.node_names.append(name)
+
+    _install_crds(api, crd_files, bins.argo_minimal_crds)
+
+    cm.wait_until(lambda: _http_ok(f"https://127.0.0.1:{cm_port}/healthz"), 30, "healthy")
+    sched.wait_until(lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz"), 30, "healthy")
+    kwok.wait_until(lambda: all(_node_ready(api, n) for n in bed.node_names), 30, "making its nodes Ready")
+
+    # Argo: namespace, controller configuration, the controller and argo-server.
+    api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGO_NAMESPACE}})
+    api.apply(
+        f"/api/v1/namespaces/{ARGO_NAMESPACE}/configmaps/workflow-controller-configmap",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "workflow-controller-configmap", "namespace": ARGO_NAMESPACE},
+            "data": {
+                "metricsConfig": "enabled: false\n",
+                "telemetryConfig": "enabled: false\n",
+            },
+        },
+    )
+    argo_version = bins.versions["ARGO_VERSION"]
+    start(
+        "workflow-controller",
+        [
+            str(bins.workflow_controller), f"--kubeconfig={bed.kubeconfig}", f"--namespace={ARGO_NAMESPACE}",
+            f"--executor-image=quay.io/argoproj/argoexec:{argo_version}",
+            "--workflow-workers=4", "--pod-cleanup-workers=2", "--cron-workflow-workers=1",
+            "--workflow-ttl-workers=1", "--workflow-archive-workers=1", "--qps=50", "--burst=100",
+        ],
+        env={"LEADER_ELECTION_DISABLE": "true"},
+    )
+    argo_port = free_port()
+    bed.argo_url = f"http://127.0.0.1:{argo_port}"
+    argo_server = start(
+        "argo-server",
+        [
+            str(bins.argo), "server", f"--kubeconfig={bed.kubeconfig}", f"--namespace={ARGO_NAMESPACE}",
+            "--auth-mode=client", "--secure=false", f"--port={argo_port}", "--browser=false",
+        ],
+    )
+    argo_server.wait_until(
+        lambda: _http_ok(f"{bed.argo_url}/api/v1/version", bed.admin_token), 45, "serving its API"
+    )
+    api.wait_for(
+        lambda: api.exists("/api/v1/namespaces/default/serviceaccounts/default")
+        and api.exists(f"/api/v1/namespaces/{ARGO_NAMESPACE}/serviceaccounts/default"),
+        30,
+        "the default service accounts (kube-controller-manager)",
+    )
+    for proc in bed.processes:
+        if not proc.alive():
+            raise BedError(proc.describe_failure("stopped during start-up"))
+
+    bed.executor = PodExecutor(
+        KubeApi(bed.server, bed.admin_token, pki.ca_cert), root / "pods", logs / "pod-executor.log"
+    )
+    bed.executor.start()
+
+
+def _ssl(ca_file: Path) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def _node_ready(api: KubeApi, name: str) -> bool:
+    node = api.get(f"/api/v1/nodes/{name}")
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+    )
+
+
+def _yaml_docs(path: Path) -> list[Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads the big CRDs 10x faster
+    with path.open() as f:
+        return list(yaml.load_all(f, Loader=loader))
+
+
+def _install_crds(api: KubeApi, files: list[Path], minimal_dir: Path) -> None:
+    """Server-side applies the reference CRDs, then Argo's minimal CRDs for kinds they lack."""
+    names: list[str] = []
+    for path in files:
+        for doc in _yaml_docs(path):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                api.apply(object_path(doc), doc)
+                names.append(doc["metadata"]["name"])
+    for path in sorted(minimal_dir.glob("*.yaml")):
+        for doc in _yaml_docs(path):
+            if doc and doc.get("kind") == "CustomResourceDefinition" and doc["metadata"]["name"] not in names:
+                api.apply(object_path(doc), doc)
+                names.append(doc["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = crd.get("status", {}).get("conditions", [])
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
+        return True
+
+    api.wait_for(established, 60, f"{len(names)} CRDs to be established")
