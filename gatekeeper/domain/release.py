@@ -1,0 +1,177 @@
+"""The release spec: what CI submits. Unknown fields and bad values are refused by name."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .durations import Duration
+from .errors import InvalidInput
+
+NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Phase(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    HOLDING = "holding"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"  # stopped while holding: timed out or stopped by a person
+    FAILED = "failed"  # an internal error; traffic left as safe as could be made
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED)
+
+
+def _weights(values: tuple[int, ...], field: str) -> tuple[int, ...]:
+    if not values:
+        raise ValueError(f"{field} needs at least one step")
+    if any(not 0 < v <= 100 for v in values):
+        raise ValueError(f"{field} {list(values)}: each step must be between 1 and 100")
+    if list(values) != sorted(set(values)):
+        raise ValueError(f"{field} {list(values)}: steps must strictly increase")
+    if values[-1] != 100:
+        raise ValueError(f"{field} {list(values)}: the last step must be 100")
+    return values
+
+
+class Smoke(_Strict):
+    path: str = Field(default="/", pattern=r"^/")
+    expect_status: int = Field(default=200, ge=100, le=599)
+
+
+class CanaryStrategy(_Strict):
+    type: Literal["canary"]
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    analysis: Duration = 600.0  # between traffic steps
+
+    @model_validator(mode="after")
+    def _check(self) -> CanaryStrategy:
+        _weights(self.steps, "strategy.steps")
+        return self
+
+
+class BlueGreenStrategy(_Strict):
+    type: Literal["blue-green"]
+    smoke: tuple[Smoke, ...] = (Smoke(),)
+    bake: Duration = 1800.0  # gates judge the candidate at 100% before promotion
+    scale_down_delay: Duration = 600.0  # the old version stays up this long after promotion
+
+
+class RollingStrategy(_Strict):
+    type: Literal["rolling"]
+    batches: tuple[int, ...] = (10, 25, 50, 100)
+    analysis: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _check(self) -> RollingStrategy:
+        _weights(self.batches, "strategy.batches")
+        return self
+
+
+Strategy = Annotated[
+    CanaryStrategy | BlueGreenStrategy | RollingStrategy, Field(discriminator="type")
+]
+
+
+class LocalTarget(_Strict):
+    """Versions run as local processes behind a weighted router on loopback."""
+
+    type: Literal["local"]
+    router_port: int = Field(default=0, ge=0, le=65535)  # 0: a free port
+    state_dir: str | None = None  # default: a folder per release under the data dir
+
+
+class KubernetesTarget(_Strict):
+    type: Literal["kubernetes"]
+    namespace: str = Field(default="default", pattern=NAME)
+    replicas: int = Field(default=3, ge=1, le=1000)
+
+
+Target = Annotated[LocalTarget | KubernetesTarget, Field(discriminator="type")]
+
+
+class StableVersion(_Strict):
+    version: str = Field(pattern=VERSION)
+    command: str | None = None
+    image: str | None = None
+
+
+class ReleaseSpec(_Strict):
+    """One release: a candidate version of an app, how to roll it out, and what guards it."""
+
+    app: str = Field(pattern=NAME)
+    environment: str = Field(default="production", pattern=NAME)
+    version: str = Field(pattern=VERSION)
+    command: str | None = None  # local target: how to run the candidate ({port} is filled in)
+    image: str | None = None  # kubernetes target
+    stable: StableVersion
+    strategy: Strategy
+    gates: Any = None  # a gate set (see the gates reference) or a path; None: the built-in set
+    approvals: tuple[str, ...] = ()  # names of plan steps that need a person's approval first
+    expedited: bool = False
+    expedited_reason: str | None = None
+    target: Target = Field(default_factory=lambda: LocalTarget(type="local"))
+    time_scale: float = Field(default=1.0, ge=1.0, le=10_000.0)  # compress every duration
+    hold_timeout: Duration = 3600.0  # stop when holding longer than this
+
+    @model_validator(mode="after")
+    def _check(self) -> ReleaseSpec:
+        if self.version == self.stable.version:
+            raise ValueError(
+                f"version {self.version!r} is the stable version already; nothing to release"
+            )
+        if self.expedited and not (self.expedited_reason or "").strip():
+            raise ValueError("expedited: an expedited release needs expedited_reason")
+        if not self.expedited and self.expedited_reason:
+            raise ValueError("expedited_reason is set but expedited is false")
+        if self.target.type == "local":
+            for who, cmd in (("command", self.command), ("stable.command", self.stable.command)):
+                if not cmd:
+                    raise ValueError(f"{who}: the local target runs each version from a command")
+                if "{port}" not in cmd:
+                    raise ValueError(f"{who}: the command must take {{port}}, got {cmd!r}")
+        if self.target.type == "kubernetes":
+            for who, image in (("image", self.image), ("stable.image", self.stable.image)):
+                if not image:
+                    raise ValueError(f"{who}: the kubernetes target runs each version from an image")
+        return self
+
+    @property
+    def release_id(self) -> str:
+        return f"{self.app}-{self.environment}-{self.version}"
+
+    def scaled(self, seconds: float) -> float:
+        return seconds / self.time_scale
+
+
+def _error_text(e: ValidationError, source: str) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = re.sub(r"^Value error, ", "", err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        elif err["type"] == "union_tag_invalid":
+            msg = msg.replace("Input tag", "type")
+        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_release(data: Any, *, source: str = "release") -> ReleaseSpec:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}: a release spec is a mapping, got {type(data).__name__}")
+    try:
+        return ReleaseSpec.model_validate(data)
+    except ValidationError as e:
+        raise InvalidInput(_error_text(e, source)) from e

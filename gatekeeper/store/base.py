@@ -1,0 +1,82 @@
+"""The store protocol: the system of record for releases, steps, approvals and audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from gatekeeper.domain.release import Phase
+from gatekeeper.domain.verdicts import GateResult
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    release_id: str
+    app: str
+    environment: str
+    version: str
+    stable_version: str
+    strategy: str
+    expedited: bool
+    spec: dict[str, Any]  # the release spec as submitted (JSON-able)
+    plan: dict[str, Any]  # the plan (JSON-able)
+    phase: Phase
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    next_step: int = 0  # index of the first plan step not yet completed
+
+
+@dataclass(frozen=True)
+class Approval:
+    release_id: str
+    step: str
+    approver: str
+    role: str
+    at: datetime
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    release_id: str
+    at: datetime
+    kind: str  # submitted, step-started, step-completed, shift, gate, approval, rollback, ...
+    message: str
+    actor: str = "gatekeeper"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def create_release(self, record: ReleaseRecord) -> None:
+        """Raises InvalidInput if the id exists or another release of the app+env is active."""
+
+    def get_release(self, release_id: str) -> ReleaseRecord | None: ...
+
+    def active_release(self, app: str, environment: str) -> ReleaseRecord | None: ...
+
+    def list_releases(self, app: str | None = None, limit: int = 100) -> list[ReleaseRecord]: ...
+
+    def set_phase(self, release_id: str, phase: Phase, reason: str) -> None: ...
+
+    def complete_step(self, release_id: str, index: int, name: str, outcome: str) -> None:
+        """Record step ``index`` done and advance next_step to index+1, atomically."""
+
+    def record_event(self, event: Event) -> None: ...
+
+    def events(self, release_id: str) -> list[Event]: ...
+
+    def record_gate_results(self, release_id: str, results: list[GateResult]) -> None: ...
+
+    def gate_results(self, release_id: str, limit: int = 1000) -> list[GateResult]: ...
+
+    def add_approval(self, approval: Approval) -> None: ...
+
+    def approvals(self, release_id: str) -> list[Approval]: ...
+
+    def save_target_state(self, release_id: str, state: dict[str, Any]) -> None: ...
+
+    def target_state(self, release_id: str) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
