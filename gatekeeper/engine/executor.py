@@ -1,0 +1,362 @@
+"""The local executor: runs a plan in-process, guarded by the abort gate at every moment.
+
+Progress is persisted after every step, so a killed process resumes where it
+stopped. Steps are idempotent: each reads the target's actual state before acting,
+so a resumed release never shifts traffic twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gatekeeper.domain.durations import format_duration
+from gatekeeper.domain.errors import StepFailed
+from gatekeeper.domain.plan import (
+    Analyze,
+    DeployCandidate,
+    Plan,
+    Promote,
+    Rollback,
+    ScaleBatch,
+    ShiftTraffic,
+    Verify,
+    WaitForApproval,
+)
+from gatekeeper.domain.plan import (
+    Step as PlanStep,
+)
+from gatekeeper.domain.release import Phase, ReleaseSpec
+from gatekeeper.domain.verdicts import GateResult, Verdict
+from gatekeeper.store.base import Event, ReleaseRecord, Store
+from gatekeeper.targets.base import Target, TargetState, VersionRun
+from gates.live import LiveGates
+
+from .smoke import run_smoke_checks
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class Listener(Protocol):
+    """What a progress display hears."""
+
+    def step(self, index: int, total: int, step: PlanStep) -> None: ...
+
+    def event(self, kind: str, message: str) -> None: ...
+
+    def gates(self, results: list[GateResult]) -> None: ...
+
+    def traffic(self, state: TargetState) -> None: ...
+
+
+class QuietListener:
+    def step(self, index: int, total: int, step: PlanStep) -> None:
+        pass
+
+    def event(self, kind: str, message: str) -> None:
+        pass
+
+    def gates(self, results: list[GateResult]) -> None:
+        pass
+
+    def traffic(self, state: TargetState) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    release_id: str
+    phase: Phase
+    reason: str
+
+
+class GateFailed(Exception):
+    """A gate said fail: roll back."""
+
+
+class HoldTimedOut(Exception):
+    """Held longer than the release's hold_timeout."""
+
+
+class Hooks:
+    """Points where tests simulate a crash (the process dying between two writes)."""
+
+    def before_complete(self, index: int) -> None:
+        pass
+
+    def after_complete(self, index: int) -> None:
+        pass
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        *,
+        spec: ReleaseSpec,
+        plan: Plan,
+        store: Store,
+        target: Target,
+        gates: LiveGates,
+        clock: Clock | None = None,
+        listener: Listener | None = None,
+        hooks: Hooks | None = None,
+        on_deployed: Callable[[list[str]], None] | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.store = store
+        self.target = target
+        self.gates = gates
+        self.clock = clock or SystemClock()
+        self.listener = listener or QuietListener()
+        self.hooks = hooks or Hooks()
+        self.on_deployed = on_deployed
+        self.stop_requested = stop_requested
+        self.release_id = spec.release_id
+        guard_intervals = [g.interval for g in gates.evaluator.gate_set.guards]
+        all_intervals = [g.interval for g in gates.evaluator.gate_set.gates]
+        self.tick_s = max(0.05, min(5.0, min(guard_intervals or all_intervals) / 2))
+
+    # -- the release ----------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        record = self.store.get_release(self.release_id)
+        if record is None:
+            raise StepFailed(f"release {self.release_id} is not in the store")
+        if record.phase.final:
+            return Outcome(self.release_id, record.phase, record.reason)
+        if record.next_step > 0:
+            self._event(
+                "resumed",
+                f"resuming at step {record.next_step + 1} of "
+                f"{len(self.plan.steps)} ({self.plan.steps[min(record.next_step, len(self.plan.steps) - 1)].name})",
+            )
+        self._phase(Phase.RUNNING, "running")
+        try:
+            self.target.ensure_stable(self._stable_run())
+            self._traffic()
+            for index in range(record.next_step, len(self.plan.steps)):
+                step = self.plan.steps[index]
+                self.listener.step(index, len(self.plan.steps), step)
+                self._event("step-started", f"{step.name}: {step.describe()}")
+                self._guard()
+                self._run_step(step)
+                self.hooks.before_complete(index)
+                self.store.complete_step(self.release_id, index, step.name, "done")
+                self.hooks.after_complete(index)
+                self._event("step-completed", step.name)
+            reason = f"{self.spec.app} {self.spec.version} promoted"
+            self._phase(Phase.PROMOTED, reason)
+            return Outcome(self.release_id, Phase.PROMOTED, reason)
+        except GateFailed as e:
+            return self._rollback(Phase.ROLLED_BACK, str(e))
+        except StepFailed as e:
+            return self._rollback(Phase.ROLLED_BACK, str(e))
+        except HoldTimedOut as e:
+            return self._rollback(Phase.ABORTED, str(e))
+        except KeyboardInterrupt:
+            return self._rollback(Phase.ABORTED, "stopped by the operator")
+        except Exception as e:
+            self._event("error", f"{type(e).__name__}: {e}")
+            return self._rollback(Phase.FAILED, f"internal error: {type(e).__name__}: {e}")
+
+    def _rollback(self, phase: Phase, reason: str) -> Outcome:
+        self._event("rollback", f"rolling back: {reason}")
+        try:
+            for step in self.plan.rollback:
+                self._run_step(step)
+        except Exception as e:  # the release still ends; say the rollback did not finish
+            reason = f"{reason}; rollback did not finish: {type(e).__name__}: {e}"
+            phase = Phase.FAILED
+        self._phase(phase, reason)
+        return Outcome(self.release_id, phase, reason)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _run_step(self, step: PlanStep) -> None:
+        if isinstance(step, DeployCandidate):
+            self.target.deploy_candidate(self._candidate_run(), step.scale_percent)
+            if self.on_deployed:
+                self.on_deployed(self.target.metrics_endpoints())
+        elif isinstance(step, Verify):
+            for line in run_smoke_checks(
+                self.target.preview_url(), step.checks, sleep=self.clock.sleep
+            ):
+                self._event("verify", line)
+        elif isinstance(step, ShiftTraffic):
+            self._shift(step.weight)
+        elif isinstance(step, ScaleBatch):
+            state = self.target.state()
+            if state.candidate_scale_percent < step.percent:
+                self.target.deploy_candidate(self._candidate_run(), step.percent)
+            if state.stable_scale_percent != 100 - step.percent:
+                self.target.scale_stable(100 - step.percent)
+            self._shift(step.percent)
+        elif isinstance(step, Analyze):
+            self._analyze(step)
+        elif isinstance(step, WaitForApproval):
+            self._await_approval(step)
+        elif isinstance(step, Promote):
+            self.target.promote(step.scale_down_delay)
+            self._event("promote", f"{self.spec.version} is now stable")
+            self._traffic()
+        elif isinstance(step, Rollback):
+            self.target.rollback()
+            self._traffic()
+        else:  # pragma: no cover - the Step union is closed
+            raise StepFailed(f"step {step.name}: unknown kind")
+
+    def _shift(self, weight: int) -> None:
+        state = self.target.state()
+        if state.candidate_weight == weight:
+            self._event("shift", f"traffic already at candidate {weight}%")
+            return
+        self.target.set_weight(weight)
+        self._event("shift", f"traffic: candidate {state.candidate_weight}% -> {weight}%")
+        self._traffic()
+
+    def _analyze(self, step: Analyze) -> None:
+        self.gates.reset()
+        start = self.clock.now()
+        hold_start: datetime | None = None
+        while True:
+            self._check_stop()
+            results = self._tick(force=False)
+            now = self.clock.now()
+            if (now - start).total_seconds() >= step.duration:
+                latest = self.gates.latest
+                names = [g.name for g in self.gates.evaluator.gate_set.gates]
+                if all(n in latest and latest[n].verdict is Verdict.PASS for n in names):
+                    if hold_start is not None:
+                        self._phase(Phase.RUNNING, "gates pass")
+                    return
+                if hold_start is None:
+                    hold_start = now
+                    why = (
+                        "; ".join(
+                            latest[n].reason
+                            for n in names
+                            if n in latest and latest[n].verdict is not Verdict.PASS
+                        )
+                        or "waiting for every gate's first verdict"
+                    )
+                    self._phase(Phase.HOLDING, f"holding: {why}")
+                self._hold_deadline(hold_start, now, f"{step.name}: gates did not all pass")
+            if not results:
+                self.clock.sleep(self.tick_s)
+
+    def _await_approval(self, step: WaitForApproval) -> None:
+        start = self.clock.now()
+        self._phase(Phase.HOLDING, f"waiting for approval by {' or '.join(step.roles)}")
+        while True:
+            self._check_stop()
+            for a in self.store.approvals(self.release_id):
+                if a.step == step.name and a.role in step.roles:
+                    self._event("approval", f"{step.name} approved by {a.approver} ({a.role})")
+                    self._phase(Phase.RUNNING, "approved")
+                    return
+            self._guard()
+            self._hold_deadline(start, self.clock.now(), f"{step.name}: no approval")
+            self.clock.sleep(self.tick_s)
+
+    def _hold_deadline(self, since: datetime, now: datetime, what: str) -> None:
+        held = (now - since).total_seconds()
+        if held >= self.spec.hold_timeout:
+            raise HoldTimedOut(
+                f"{what} after holding {format_duration(held)} "
+                f"(hold_timeout {format_duration(self.spec.hold_timeout)})"
+            )
+
+    def _check_stop(self) -> None:
+        if self.stop_requested():
+            raise KeyboardInterrupt
+
+    # -- gates ----------------------------------------------------------------------------
+
+    def _guard(self) -> None:
+        """The guard gates (abort), evaluated between and during every step."""
+        guards = self.gates.evaluator.gate_set.guards
+        if guards:
+            self._handle(self.gates.tick(guards))
+
+    def _tick(self, *, force: bool) -> list[GateResult]:
+        results = self.gates.tick(force=force)
+        self._handle(results)
+        return results
+
+    def _handle(self, results: list[GateResult]) -> None:
+        if not results:
+            return
+        self.store.record_gate_results(self.release_id, results)
+        self.listener.gates(results)
+        failed = [r for r in results if r.verdict is Verdict.FAIL]
+        if failed:
+            raise GateFailed("; ".join(r.reason for r in failed))
+
+    # -- records --------------------------------------------------------------------------
+
+    def _phase(self, phase: Phase, reason: str) -> None:
+        self.store.set_phase(self.release_id, phase, reason)
+        self._event("phase", f"{phase.value}: {reason}")
+
+    def _event(self, kind: str, message: str) -> None:
+        self.store.record_event(
+            Event(release_id=self.release_id, at=self.clock.now(), kind=kind, message=message)
+        )
+        self.listener.event(kind, message)
+
+    def _traffic(self) -> None:
+        state = self.target.state()
+        self.store.save_target_state(
+            self.release_id,
+            {
+                "stable_version": state.stable_version,
+                "candidate_version": state.candidate_version,
+                "candidate_weight": state.candidate_weight,
+            },
+        )
+        self.listener.traffic(state)
+
+    def _stable_run(self) -> VersionRun:
+        s = self.spec.stable
+        return VersionRun(version=s.version, command=s.command, image=s.image)
+
+    def _candidate_run(self) -> VersionRun:
+        return VersionRun(
+            version=self.spec.version, command=self.spec.command, image=self.spec.image
+        )
+
+
+def new_record(spec: ReleaseSpec, plan: Plan, now: datetime) -> ReleaseRecord:
+    return ReleaseRecord(
+        release_id=spec.release_id,
+        app=spec.app,
+        environment=spec.environment,
+        version=spec.version,
+        stable_version=spec.stable.version,
+        strategy=spec.strategy.type,
+        expedited=spec.expedited,
+        spec=spec.model_dump(mode="json"),
+        plan=plan.model_dump(mode="json"),
+        phase=Phase.PENDING,
+        reason="submitted",
+        created_at=now,
+        updated_at=now,
+        next_step=0,
+    )

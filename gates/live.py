@@ -1,0 +1,68 @@
+"""The live gate loop: each gate evaluated on its own interval, as of now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from gatekeeper.domain.verdicts import GateResult
+
+from .evaluate import GateEvaluator, Release
+from .spec import GateSpec
+from .tracker import InconclusiveTracker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LiveGates:
+    """Evaluates the gates that are due at each tick and keeps the latest result of each.
+
+    The clock is injected so tests never sleep through a window.
+    """
+
+    def __init__(
+        self,
+        evaluator: GateEvaluator,
+        release: Release,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.evaluator = evaluator
+        self.release = release
+        self.clock = clock
+        self.tracker = InconclusiveTracker()
+        self.latest: dict[str, GateResult] = {}
+        self._last_run: dict[str, datetime] = {}
+        self._specs = {g.name: g for g in evaluator.gate_set.gates}
+
+    def due(self, gates: Sequence[GateSpec], at: datetime) -> list[GateSpec]:
+        out = []
+        for g in gates:
+            last = self._last_run.get(g.name)
+            if last is None or (at - last).total_seconds() + 1e-6 >= g.interval:
+                out.append(g)
+        return out
+
+    def tick(
+        self, gates: Sequence[GateSpec] | None = None, *, force: bool = False
+    ) -> list[GateResult]:
+        """Evaluate the due gates (all of ``gates`` when forced); returns the fresh results."""
+        at = self.clock()
+        chosen = list(gates if gates is not None else self.evaluator.gate_set.gates)
+        todo = chosen if force else self.due(chosen, at)
+        if not todo:
+            return []
+        fresh = []
+        for r in self.evaluator.evaluate(self.release, at, todo):
+            r = self.tracker.apply(self._specs[r.gate], r, self.release.started)
+            self.latest[r.gate] = r
+            self._last_run[r.gate] = at
+            fresh.append(r)
+        return fresh
+
+    def reset(self) -> None:
+        """Forget the latest results (a new analysis starts from fresh evidence)."""
+        self.latest.clear()
+        self._last_run.clear()
