@@ -142,11 +142,10 @@ class LocalExecutor:
         if record.phase.final:
             return Outcome(self.release_id, record.phase, record.reason)
         if record.next_step > 0:
-            self._event(
-                "resumed",
-                f"resuming at step {record.next_step + 1} of "
-                f"{len(self.plan.steps)} ({self.plan.steps[min(record.next_step, len(self.plan.steps) - 1)].name})",
-            )
+            nxt = self.plan.steps[min(record.next_step, len(self.plan.steps) - 1)]
+            total = len(self.plan.steps)
+            msg = f"resuming at step {record.next_step + 1} of {total} ({nxt.name})"
+            self._event("resumed", msg)
         self._phase(Phase.RUNNING, "running")
         try:
             self.target.ensure_stable(self._stable_run())
