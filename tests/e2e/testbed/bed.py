@@ -79,7 +79,12 @@ def write_kubeconfig(target: Path, server: str, ca_file: Path, user: str, token:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "testbed", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "clusters": [
+            {
+                "name": "testbed",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
         "current-context": "testbed",
@@ -93,11 +98,11 @@ def _http_ok(url: str, token: str | None = None, verify: Any = False) -> bool:
     return httpx.get(url, headers=headers, verify=verify, timeout=2.0).status_code == 200
 
 
-def start_bed(keep: bool | None = None) -> ClusterBed:
+def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
     """Brings the bed up, or raises BedError after stopping whatever it had started."""
     started = time.monotonic()
     try:
-        bins = paths.locate_binaries()
+        bins = paths.locate_binaries(with_argo=with_argo)
         crd_files = paths.reference_crds()
     except paths.MissingPieceError as exc:
         raise BedError(str(exc)) from exc
@@ -122,9 +127,13 @@ def start_bed(keep: bool | None = None) -> ClusterBed:
     )
     atexit.register(bed.stop)
     try:
-        _bring_up(bed, bins, crd_files, ca_pki, api_port)
+        _bring_up(bed, bins, crd_files, ca_pki, api_port, with_argo)
     except BaseException as exc:
-        hint = f" (logs kept in {root})" if keep else " (set GATEKEEPER_TESTBED_KEEP=1 to keep its logs)"
+        hint = (
+            f" (logs kept in {root})"
+            if keep
+            else " (set GATEKEEPER_TESTBED_KEEP=1 to keep its logs)"
+        )
         bed.stop()
         if isinstance(exc, BedError):
             raise
@@ -133,7 +142,14 @@ def start_bed(keep: bool | None = None) -> ClusterBed:
     return bed
 
 
-def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki: Any, api_port: int) -> None:
+def _bring_up(
+    bed: ClusterBed,
+    bins: paths.Binaries,
+    crd_files: list[Path],
+    pki: Any,
+    api_port: int,
+    with_argo: bool,
+) -> None:
     root, logs = bed.root, bed.log_dir
     cm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
     tokens = root / "tokens.csv"
@@ -160,10 +176,15 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
     etcd = start(
         "etcd",
         [
-            str(bins.etcd), "--name=testbed", f"--data-dir={root / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=testbed={peer_url}", "--unsafe-no-fsync",
+            str(bins.etcd),
+            "--name=testbed",
+            f"--data-dir={root / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=testbed={peer_url}",
+            "--unsafe-no-fsync",
             "--log-level=warn",
         ],
     )
@@ -173,16 +194,26 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
     apiserver = start(
         "kube-apiserver",
         [
-            str(bins.kube_apiserver), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}", f"--token-auth-file={tokens}",
-            "--authorization-mode=RBAC", "--anonymous-auth=true",
+            str(bins.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none", f"--cert-dir={root / 'apiserver-certs'}",
-            "--profiling=false", "--v=1",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={root / 'apiserver-certs'}",
+            "--profiling=false",
+            "--v=1",
         ],
     )
     api = KubeApi(bed.server, bed.admin_token, pki.ca_cert)
@@ -196,31 +227,45 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
     cm = start(
         "kube-controller-manager",
         [
-            str(bins.kube_controller_manager), f"--kubeconfig={cm_kubeconfig}",
-            f"--authentication-kubeconfig={cm_kubeconfig}", f"--authorization-kubeconfig={cm_kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
-            f"--cert-dir={root / 'kcm-certs'}", "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
-            "--cluster-name=testbed", "--v=1",
+            str(bins.kube_controller_manager),
+            f"--kubeconfig={cm_kubeconfig}",
+            f"--authentication-kubeconfig={cm_kubeconfig}",
+            f"--authorization-kubeconfig={cm_kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={cm_port}",
+            f"--cert-dir={root / 'kcm-certs'}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--cluster-name=testbed",
+            "--v=1",
         ],
     )
     sched = start(
         "kube-scheduler",
         [
-            str(bins.kube_scheduler), f"--kubeconfig={sched_kubeconfig}",
-            f"--authentication-kubeconfig={sched_kubeconfig}", f"--authorization-kubeconfig={sched_kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
-            f"--cert-dir={root / 'sched-certs'}", "--v=1",
+            str(bins.kube_scheduler),
+            f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}",
+            f"--authorization-kubeconfig={sched_kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}",
+            f"--cert-dir={root / 'sched-certs'}",
+            "--v=1",
         ],
     )
     stages = narrowed_stages(bins.kwok_stages, root / "kwok-stages")
     kwok = start(
         "kwok",
         [
-            str(bins.kwok), f"--kubeconfig={bed.kubeconfig}",
+            str(bins.kwok),
+            f"--kubeconfig={bed.kubeconfig}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-ip=10.250.0.1", "--cidr=10.244.0.0/16",
+            "--node-ip=10.250.0.1",
+            "--cidr=10.244.0.0/16",
             f"--server-address=127.0.0.1:{free_port()}",
             *[f"--config={s}" for s in stages],
         ],
@@ -235,7 +280,10 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
                 "kind": "Node",
                 "metadata": {
                     "name": name,
-                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
                     "labels": {
                         "kubernetes.io/hostname": name,
                         "kubernetes.io/os": "linux",
@@ -247,14 +295,37 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
         )
         bed.node_names.append(name)
 
-    _install_crds(api, crd_files, bins.argo_minimal_crds)
+    _install_crds(api, crd_files, bins.argo_minimal_crds if with_argo else None)
 
     cm.wait_until(lambda: _http_ok(f"https://127.0.0.1:{cm_port}/healthz"), 30, "healthy")
     sched.wait_until(lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz"), 30, "healthy")
-    kwok.wait_until(lambda: all(_node_ready(api, n) for n in bed.node_names), 30, "making its nodes Ready")
+    kwok.wait_until(
+        lambda: all(_node_ready(api, n) for n in bed.node_names), 30, "making its nodes Ready"
+    )
 
-    # Argo: namespace, controller configuration, the controller and argo-server.
-    api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGO_NAMESPACE}})
+    if with_argo:
+        _start_argo(bed, bins, api, start)
+    api.wait_for(
+        lambda: api.exists("/api/v1/namespaces/default/serviceaccounts/default"),
+        30,
+        "the default service account (kube-controller-manager)",
+    )
+    for proc in bed.processes:
+        if not proc.alive():
+            raise BedError(proc.describe_failure("stopped during start-up"))
+
+    bed.executor = PodExecutor(
+        KubeApi(bed.server, bed.admin_token, pki.ca_cert), root / "pods", logs / "pod-executor.log"
+    )
+    bed.executor.start()
+
+
+def _start_argo(bed: ClusterBed, bins: paths.Binaries, api: KubeApi, start: Any) -> None:
+    """The Argo namespace, the controller's configuration, workflow-controller and argo-server."""
+    api.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGO_NAMESPACE}},
+    )
     api.apply(
         f"/api/v1/namespaces/{ARGO_NAMESPACE}/configmaps/workflow-controller-configmap",
         {
@@ -271,10 +342,17 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
     start(
         "workflow-controller",
         [
-            str(bins.workflow_controller), f"--kubeconfig={bed.kubeconfig}", f"--namespace={ARGO_NAMESPACE}",
+            str(bins.workflow_controller),
+            f"--kubeconfig={bed.kubeconfig}",
+            f"--namespace={ARGO_NAMESPACE}",
             f"--executor-image=quay.io/argoproj/argoexec:{argo_version}",
-            "--workflow-workers=4", "--pod-cleanup-workers=2", "--cron-workflow-workers=1",
-            "--workflow-ttl-workers=1", "--workflow-archive-workers=1", "--qps=50", "--burst=100",
+            "--workflow-workers=4",
+            "--pod-cleanup-workers=2",
+            "--cron-workflow-workers=1",
+            "--workflow-ttl-workers=1",
+            "--workflow-archive-workers=1",
+            "--qps=50",
+            "--burst=100",
         ],
         env={"LEADER_ELECTION_DISABLE": "true"},
     )
@@ -283,27 +361,24 @@ def _bring_up(bed: ClusterBed, bins: paths.Binaries, crd_files: list[Path], pki:
     argo_server = start(
         "argo-server",
         [
-            str(bins.argo), "server", f"--kubeconfig={bed.kubeconfig}", f"--namespace={ARGO_NAMESPACE}",
-            "--auth-mode=client", "--secure=false", f"--port={argo_port}", "--browser=false",
+            str(bins.argo),
+            "server",
+            f"--kubeconfig={bed.kubeconfig}",
+            f"--namespace={ARGO_NAMESPACE}",
+            "--auth-mode=client",
+            "--secure=false",
+            f"--port={argo_port}",
+            "--browser=false",
         ],
     )
     argo_server.wait_until(
         lambda: _http_ok(f"{bed.argo_url}/api/v1/version", bed.admin_token), 45, "serving its API"
     )
     api.wait_for(
-        lambda: api.exists("/api/v1/namespaces/default/serviceaccounts/default")
-        and api.exists(f"/api/v1/namespaces/{ARGO_NAMESPACE}/serviceaccounts/default"),
+        lambda: api.exists(f"/api/v1/namespaces/{ARGO_NAMESPACE}/serviceaccounts/default"),
         30,
-        "the default service accounts (kube-controller-manager)",
+        "the argo namespace's default service account (kube-controller-manager)",
     )
-    for proc in bed.processes:
-        if not proc.alive():
-            raise BedError(proc.describe_failure("stopped during start-up"))
-
-    bed.executor = PodExecutor(
-        KubeApi(bed.server, bed.admin_token, pki.ca_cert), root / "pods", logs / "pod-executor.log"
-    )
-    bed.executor.start()
 
 
 def _ssl(ca_file: Path) -> Any:
@@ -315,17 +390,20 @@ def _ssl(ca_file: Path) -> Any:
 def _node_ready(api: KubeApi, name: str) -> bool:
     node = api.get(f"/api/v1/nodes/{name}")
     return any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
     )
 
 
 def _yaml_docs(path: Path) -> list[Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads the big CRDs 10x faster
+    loader = getattr(
+        yaml, "CSafeLoader", yaml.SafeLoader
+    )  # the C loader reads the big CRDs 10x faster
     with path.open() as f:
         return list(yaml.load_all(f, Loader=loader))
 
 
-def _install_crds(api: KubeApi, files: list[Path], minimal_dir: Path) -> None:
+def _install_crds(api: KubeApi, files: list[Path], minimal_dir: Path | None) -> None:
     """Server-side applies the reference CRDs, then Argo's minimal CRDs for kinds they lack."""
     names: list[str] = []
     for path in files:
@@ -333,9 +411,13 @@ def _install_crds(api: KubeApi, files: list[Path], minimal_dir: Path) -> None:
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 api.apply(object_path(doc), doc)
                 names.append(doc["metadata"]["name"])
-    for path in sorted(minimal_dir.glob("*.yaml")):
+    for path in sorted(minimal_dir.glob("*.yaml")) if minimal_dir else []:
         for doc in _yaml_docs(path):
-            if doc and doc.get("kind") == "CustomResourceDefinition" and doc["metadata"]["name"] not in names:
+            if (
+                doc
+                and doc.get("kind") == "CustomResourceDefinition"
+                and doc["metadata"]["name"] not in names
+            ):
                 api.apply(object_path(doc), doc)
                 names.append(doc["metadata"]["name"])
 

@@ -121,7 +121,9 @@ class PodExecutor:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                pods = self.api.get("/api/v1/pods", params={"labelSelector": WORKFLOW_LABEL})["items"]
+                pods = self.api.get("/api/v1/pods", params={"labelSelector": WORKFLOW_LABEL})[
+                    "items"
+                ]
                 for pod in pods:
                     self._consider(pod)
             except Exception as exc:  # noqa: BLE001 - keep serving; the log says what went wrong
@@ -179,7 +181,12 @@ class PodExecutor:
         with stdout_path.open("wb") as out, (workdir / "stderr").open("wb") as err:
             try:
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=workdir,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    cwd=workdir,
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -230,7 +237,9 @@ class PodExecutor:
         except ApiError as exc:
             if exc.status_code != 409:
                 raise
-            self.api.merge_patch(f"{path}/{node_id}", {k: result[k] for k in ("metadata", "outputs")})
+            self.api.merge_patch(
+                f"{path}/{node_id}", {k: result[k] for k in ("metadata", "outputs")}
+            )
 
     def _patch_status(self, pod: Pod, status: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -255,7 +264,14 @@ class PodExecutor:
 
     def _running_status(self, pod: Pod) -> dict[str, Any]:
         now = _now()
-        done = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+        done = {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": now,
+                "finishedAt": now,
+            }
+        }
         return {
             "phase": "Running",
             "startTime": now,
@@ -263,7 +279,8 @@ class PodExecutor:
             "podIP": "127.0.0.1",
             "conditions": _conditions(now, ready=True),
             "initContainerStatuses": [
-                self._container_status(c, done, False) for c in pod["spec"].get("initContainers", [])
+                self._container_status(c, done, False)
+                for c in pod["spec"].get("initContainers", [])
             ],
             "containerStatuses": [
                 self._container_status(c, {"running": {"startedAt": now}}, True)

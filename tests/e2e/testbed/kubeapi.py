@@ -45,7 +45,9 @@ class KubeApi:
     ) -> JSON:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if body is not None else {}
-        response = self._client.request(method, path, content=content, headers=headers, params=params)
+        response = self._client.request(
+            method, path, content=content, headers=headers, params=params
+        )
         if response.status_code not in ok:
             raise ApiError(method, path, response)
         if not response.content:
@@ -89,7 +91,9 @@ class KubeApi:
             except (ApiError, httpx.HTTPError) as exc:
                 last = exc
             time.sleep(0.2)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
+        raise TimeoutError(
+            f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else "")
+        )
 
 
 def object_path(obj: JSON) -> str:

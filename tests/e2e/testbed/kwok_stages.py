@@ -10,7 +10,10 @@ import yaml
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 
 # kwok v0.8.0 loads no Stages by default; these are the ones of its "fast" set.
-NODE_STAGES = ["node/fast/node-initialize.yaml", "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"]
+NODE_STAGES = [
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+]
 POD_STAGES = ["pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
 # Deletion stays with kwok for every pod: without a kubelet nothing else would finish it.
 ALL_PODS = {"pod-delete"}
@@ -23,9 +26,14 @@ def narrowed_stages(stage_root: Path, out_dir: Path) -> list[Path]:
     for rel in NODE_STAGES + POD_STAGES:
         source = stage_root / rel
         if not source.is_file():
-            raise FileNotFoundError(f"kwok Stage file {source} is missing; rerun scripts/testbed-build")
+            raise FileNotFoundError(
+                f"kwok Stage file {source} is missing; rerun scripts/testbed-build"
+            )
         stage: dict[str, Any] = yaml.safe_load(source.read_text())
-        if stage["spec"]["resourceRef"]["kind"] == "Pod" and stage["metadata"]["name"] not in ALL_PODS:
+        if (
+            stage["spec"]["resourceRef"]["kind"] == "Pod"
+            and stage["metadata"]["name"] not in ALL_PODS
+        ):
             selector = stage["spec"].setdefault("selector", {})
             selector.setdefault("matchExpressions", []).append(
                 {"key": f'.metadata.labels["{WORKFLOW_LABEL}"]', "operator": "DoesNotExist"}

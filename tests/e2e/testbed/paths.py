@@ -52,8 +52,8 @@ class Binaries:
     versions: dict[str, str]
 
 
-def locate_binaries() -> Binaries:
-    """Finds every cached binary, or raises naming what is missing and the command that builds it."""
+def locate_binaries(with_argo: bool = True) -> Binaries:
+    """Finds the cached binaries, or raises naming what is missing and the command to build it."""
     versions = read_versions()
     root = cache_dir()
 
@@ -76,20 +76,19 @@ def locate_binaries() -> Binaries:
         argo_minimal_crds=argo / "crds" / "minimal",
         versions=versions,
     )
-    missing = [
-        str(p)
-        for p in (
-            found.etcd,
-            found.kube_apiserver,
-            found.kube_controller_manager,
-            found.kube_scheduler,
-            found.kwok,
-            found.workflow_controller,
-            found.argo,
-        )
-        if not os.access(p, os.X_OK)
+    executables = [
+        found.etcd,
+        found.kube_apiserver,
+        found.kube_controller_manager,
+        found.kube_scheduler,
+        found.kwok,
     ]
-    missing += [str(p) for p in (found.kwok_stages, found.argo_minimal_crds) if not p.is_dir()]
+    folders = [found.kwok_stages]
+    if with_argo:
+        executables += [found.workflow_controller, found.argo]
+        folders.append(found.argo_minimal_crds)
+    missing = [str(p) for p in executables if not os.access(p, os.X_OK)]
+    missing += [str(p) for p in folders if not p.is_dir()]
     if missing:
         raise MissingPieceError(
             "the e2e test bed binaries are not built: missing "

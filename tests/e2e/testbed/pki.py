@@ -34,8 +34,18 @@ def make_pki(folder: Path) -> Pki:
     folder.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3",
-        "-subj", "/CN=gatekeeper-testbed-ca", cwd=folder,
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=gatekeeper-testbed-ca",
+        cwd=folder,
     )
     sans = ",".join(
         [
@@ -49,12 +59,35 @@ def make_pki(folder: Path) -> Pki:
         ]
     )
     _openssl(
-        "req", "-new", *ec, "-keyout", "serving.key", "-out", "serving.csr",
-        "-subj", "/CN=kube-apiserver", "-addext", f"subjectAltName={sans}", cwd=folder,
+        "req",
+        "-new",
+        *ec,
+        "-keyout",
+        "serving.key",
+        "-out",
+        "serving.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-addext",
+        f"subjectAltName={sans}",
+        cwd=folder,
     )
     _openssl(
-        "x509", "-req", "-in", "serving.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "3", "-copy_extensions", "copy", "-out", "serving.crt",
+        "x509",
+        "-req",
+        "-in",
+        "serving.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3",
+        "-copy_extensions",
+        "copy",
+        "-out",
+        "serving.crt",
         cwd=folder,
     )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=folder)

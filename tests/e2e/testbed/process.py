@@ -59,7 +59,8 @@ class ManagedProcess:
 
     def describe_failure(self, what: str) -> str:
         state = "running" if self.alive() else f"exited with {self.proc.returncode}"
-        return f"{self.name} {what} ({state}); last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+        tail = log_tail(self.log_path)
+        return f"{self.name} {what} ({state}); last lines of {self.log_path}:\n{tail}"
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,90 @@
+"""Fixtures of the e2e suite: one test bed per session, API clients and namespaces on it.
+
+A test that needs the bed and cannot get it fails with the reason; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client, config
+
+from tests.e2e.testbed import BedError, ClusterBed, start_bed
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def bed() -> Iterator[ClusterBed]:
+    try:
+        started = start_bed()
+    except BedError as exc:
+        pytest.fail(f"e2e test bed unavailable: {exc}", pytrace=False)
+    print(
+        f"\ne2e test bed up in {started.startup_seconds:.1f}s: "
+        f"apiserver {started.server}, argo-server {started.argo_url}"
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
+    """An API client for the bed's admin, built from the kubeconfig the bed hands out."""
+    api = config.new_client_from_config(config_file=str(bed.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def narrow_kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
+    """An API client holding the token of a user with no rights but those a test grants."""
+    kubeconfig = bed.kubeconfig_for(bed.narrow_user, bed.narrow_token)
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace with its default service account, deleted after the test."""
+    core = client.CoreV1Api(kube)
+    name = f"e2e-{secrets.token_hex(4)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 30
+    while not core.list_namespaced_service_account(
+        name, field_selector="metadata.name=default"
+    ).items:
+        if time.monotonic() > deadline:
+            pytest.fail(f"namespace {name} got no default service account within 30s")
+        time.sleep(0.2)
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def argo(bed: ClusterBed) -> Iterator[httpx.Client]:
+    """argo-server's HTTP API, authenticated with the admin's bearer token (auth mode client)."""
+    with httpx.Client(
+        base_url=bed.argo_url, headers={"Authorization": f"Bearer {bed.admin_token}"}, timeout=30
+    ) as http:
+        yield http
