@@ -1,0 +1,538 @@
+"""The built-in scraper provider: scrapes /metrics itself, for machines without Prometheus.
+
+It reads the targets' Prometheus text exposition on a background thread, keeps each
+series' samples in memory for a bounded retention, and computes the figures the
+Prometheus provider gets from ``sum by (...) (increase(metric{...}[window]))``.
+
+How an increase over ``(at - window, at]`` is computed, per series:
+
+* The samples used run from a *base* sample to the last sample at or before ``at``. The
+  base is the last sample at or before the window start when there is one, else the
+  first sample inside the window (a series born inside the window).
+* Counter resets are handled as Prometheus does: a value lower than the one before
+  means the process restarted, and the new value counts in full.
+* There is no extrapolation. With regular scrapes the span from base to last sample is
+  on average exactly one window (it starts up to one interval early and ends up to one
+  interval early), so the figure is not biased; Prometheus instead uses only the
+  samples inside the window and stretches their increase to the window's length.
+* When the step across the window start is a gap longer than two scrape intervals (the
+  target did not answer for a while), only the share of that step's increase that falls
+  inside the window counts, as if the rate was steady across the gap.
+* A series needs at least one sample inside the window and two samples in all; a
+  subject without such a series is absent from the result.
+
+Samples are stamped with the scrape's start time; timestamps in the exposition are
+ignored. Every scraped sample gets the target's URL as an extra identity, as Prometheus
+adds ``instance``, so identical label sets from two targets are two series.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpx
+
+from gatekeeper.domain.errors import InvalidInput, ProviderError
+
+from .profiles import PROFILES, Profile, is_error_code
+from .provider import Buckets, Counts, LabeledValue, Subject
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
+QUERY_REFUSED = (
+    "custom PromQL needs Prometheus; the built-in scraper computes the profile metrics only"
+)
+MAX_SCRAPE_WORKERS = 8
+
+Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]  # (target URL, sorted labels)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def profile_metrics(profiles: Iterable[Profile] | None = None) -> frozenset[str]:
+    """The sample names the profiles read: their request counters and duration buckets."""
+    chosen = PROFILES.values() if profiles is None else profiles
+    return frozenset(name for p in chosen for name in (p.requests_metric, p.duration_bucket_metric))
+
+
+def normalize_target(url: str) -> str:
+    """``host:port`` gets ``http://``; a URL without a path gets ``/metrics``."""
+    text = url.strip()
+    if not text:
+        raise InvalidInput("scrape target is empty: give a URL such as http://host:port/metrics")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(
+            f"scrape target {url!r} is not an http(s) URL such as http://host:port/metrics"
+        )
+    if parts.path in ("", "/"):
+        text = text.rstrip("/") + "/metrics"
+    return text
+
+
+# -- the text exposition format ------------------------------------------------------------
+
+
+def parse_exposition(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample line; raises ValueError on a malformed line.
+
+    Sample names are kept as written (prometheus_client's parser renames counters
+    without ``_total``). Comments, HELP/TYPE lines and OpenMetrics exemplars are skipped.
+    """
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            yield _parse_sample(line)
+        except ValueError as e:
+            raise ValueError(f"line {number}: {e}: {line[:200]!r}") from None
+
+
+def _parse_sample(line: str) -> tuple[str, dict[str, str], float]:
+    pos = 0
+    n = len(line)
+    while pos < n and line[pos] not in "{ \t":
+        pos += 1
+    name = line[:pos]
+    if not name:
+        raise ValueError("no metric name")
+    labels: dict[str, str] = {}
+    if pos < n and line[pos] == "{":
+        pos += 1
+        while True:
+            while pos < n and line[pos] in " \t,":
+                pos += 1
+            if pos >= n:
+                raise ValueError("unterminated label set")
+            if line[pos] == "}":
+                pos += 1
+                break
+            begin = pos
+            while pos < n and (line[pos].isalnum() or line[pos] in "_:"):
+                pos += 1
+            label = line[begin:pos]
+            while pos < n and line[pos] in " \t":
+                pos += 1
+            if not label or pos >= n or line[pos] != "=":
+                raise ValueError(f"label {label!r} is not followed by '='")
+            pos += 1
+            while pos < n and line[pos] in " \t":
+                pos += 1
+            if pos >= n or line[pos] != '"':
+                raise ValueError(f"label {label!r} has no quoted value")
+            pos += 1
+            chars: list[str] = []
+            while True:
+                if pos >= n:
+                    raise ValueError(f"label {label!r} has an unterminated value")
+                c = line[pos]
+                if c == "\\" and pos + 1 < n:
+                    nxt = line[pos + 1]
+                    chars.append("\n" if nxt == "n" else nxt)
+                    pos += 2
+                elif c == '"':
+                    pos += 1
+                    break
+                else:
+                    chars.append(c)
+                    pos += 1
+            labels[label] = "".join(chars)
+    rest = line[pos:].split()
+    if not rest:
+        raise ValueError("no value")
+    return name, labels, float(rest[0])
+
+
+# -- the sample store ----------------------------------------------------------------------
+
+
+@dataclass
+class _Series:
+    """One series' samples: times and the reset-adjusted running total of the counter.
+
+    ``total[j] - total[i]`` is the counter's increase from sample i to sample j with
+    resets handled, so an increase over any window costs two binary searches.
+    """
+
+    times: array[float] = field(default_factory=lambda: array("d"))
+    total: array[float] = field(default_factory=lambda: array("d"))
+    last_value: float = 0.0
+
+    def append(self, t: float, value: float) -> None:
+        if self.times and t <= self.times[-1]:
+            return  # the clock went backwards: keep the history ordered
+        if not self.times:
+            self.total.append(0.0)
+        else:
+            step = value - self.last_value if value >= self.last_value else value
+            self.total.append(self.total[-1] + step)
+        self.times.append(t)
+        self.last_value = value
+
+    def trim(self, cutoff: float) -> None:
+        k = bisect_right(self.times, cutoff)
+        if k:
+            del self.times[:k]
+            del self.total[:k]
+
+    def increase(self, start: float, end: float, max_gap: float) -> float | None:
+        """The increase over ``(start, end]``; None without a sample inside or two in all."""
+        times = self.times
+        first_in = bisect_right(times, start)
+        last = bisect_right(times, end) - 1
+        if first_in > last:
+            return None
+        base = first_in - 1 if first_in > 0 else first_in
+        if base == last:
+            return None
+        total = self.total
+        out = total[last] - total[base]
+        gap = times[base + 1] - times[base]
+        if times[base] <= start and gap > max_gap:
+            # A long gap across the window start: count only its part inside the window.
+            outside = (start - times[base]) / gap
+            out -= (total[base + 1] - total[base]) * outside
+        return out
+
+
+@dataclass
+class _TargetState:
+    error: str | None = None
+    last_success: float | None = None
+    failing_since: float | None = None
+
+
+class ScraperProvider:
+    """Scrapes targets' /metrics itself and answers the profile queries from memory."""
+
+    name = "scraper"
+
+    def __init__(
+        self,
+        targets: Iterable[str] = (),
+        *,
+        interval_s: float = 1.0,
+        retention_s: float = 3600.0,
+        timeout_s: float | None = None,
+        metrics: Iterable[str] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not interval_s > 0:
+            raise InvalidInput(f"scrape interval {interval_s!r} must be positive seconds")
+        if not retention_s >= 2 * interval_s:
+            raise InvalidInput(
+                f"retention {retention_s!r}s must hold at least two scrape intervals "
+                f"(2 x {interval_s:g}s)"
+            )
+        self.interval_s = float(interval_s)
+        self.retention_s = float(retention_s)
+        self.timeout_s = float(timeout_s) if timeout_s else max(0.1, min(2.0, interval_s))
+        self.metrics = frozenset(metrics) if metrics is not None else profile_metrics()
+        self._clock = clock
+        self._client = httpx.Client(
+            transport=transport,
+            timeout=self.timeout_s,
+            headers={"Accept": ACCEPT},
+            follow_redirects=True,
+        )
+        self._lock = threading.Lock()
+        self._targets: dict[str, _TargetState] = {}
+        # sample name -> series key -> samples
+        self._series: dict[str, dict[SeriesKey, _Series]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.scrapes = 0
+        for url in targets:
+            self.add_target(url)
+
+    # -- targets ----------------------------------------------------------------------------
+
+    @property
+    def targets(self) -> list[str]:
+        with self._lock:
+            return list(self._targets)
+
+    def add_target(self, url: str) -> str:
+        """Scrape ``url`` from the next scrape on; returns the normalized URL."""
+        target = normalize_target(url)
+        with self._lock:
+            self._targets.setdefault(target, _TargetState())
+        return target
+
+    def remove_target(self, url: str) -> None:
+        """Stop scraping ``url``; its samples stay until retention drops them."""
+        target = normalize_target(url)
+        with self._lock:
+            self._targets.pop(target, None)
+
+    def target_errors(self) -> dict[str, str | None]:
+        """Each target's error at its last scrape (None: it answered)."""
+        with self._lock:
+            return {url: state.error for url, state in self._targets.items()}
+
+    # -- scraping ---------------------------------------------------------------------------
+
+    def scrape_once(self, now: datetime | None = None) -> dict[str, str | None]:
+        """Scrape every target once, stamping samples with ``now``; returns target errors."""
+        when = now if now is not None else self._clock()
+        ts = when.timestamp()
+        targets = self.targets
+        if len(targets) <= 1:
+            fetched = [self._fetch(url) for url in targets]
+        else:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=MAX_SCRAPE_WORKERS, thread_name_prefix="scraper"
+                    )
+                pool = self._pool
+            fetched = list(pool.map(self._fetch, targets))
+        results: dict[str, str | None] = {}
+        with self._lock:
+            for url, (samples, error) in zip(targets, fetched, strict=True):
+                results[url] = error
+                state = self._targets.get(url)
+                if state is None:
+                    continue  # removed while it was being scraped
+                self._note(url, state, error, ts)
+                for name, labels, value in samples:
+                    key = (url, labels)
+                    series = self._series.setdefault(name, {}).get(key)
+                    if series is None:
+                        series = self._series[name][key] = _Series()
+                    series.append(ts, value)
+            self._expire(ts - self.retention_s)
+            self.scrapes += 1
+        return results
+
+    def _fetch(self, url: str) -> tuple[list[tuple[str, Labels, float]], str | None]:
+        """The kept samples of one target, or the reason it gave none."""
+        try:
+            resp = self._client.get(url)
+            if resp.status_code != 200:
+                return [], f"HTTP {resp.status_code}"
+            samples = [
+                (name, tuple(sorted(labels.items())), value)
+                for name, labels, value in parse_exposition(resp.text)
+                if name in self.metrics and not math.isnan(value)
+            ]
+            return samples, None
+        except httpx.HTTPError as e:
+            return [], f"{type(e).__name__}: {e}"
+        except ValueError as e:
+            return [], f"unparsable exposition: {e}"
+
+    def _note(self, url: str, state: _TargetState, error: str | None, ts: float) -> None:
+        if error is None:
+            if state.error is not None:
+                log.info("scrape target %s answers again", url)
+            state.error, state.failing_since, state.last_success = None, None, ts
+            return
+        if state.error is None:
+            log.warning("scrape of %s failed: %s", url, error)
+            state.failing_since = ts
+        else:
+            log.debug("scrape of %s still failing: %s", url, error)
+        state.error = error
+
+    def _expire(self, cutoff: float) -> None:
+        for name in list(self._series):
+            by_key = self._series[name]
+            for key in list(by_key):
+                series = by_key[key]
+                series.trim(cutoff)
+                if not series.times:
+                    del by_key[key]
+            if not by_key:
+                del self._series[name]
+
+    # -- the background thread ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Scrape every ``interval_s`` on a daemon thread (the first scrape at once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="scraper", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop scraping and release connections."""
+        self.stop()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._client.close()
+
+    def __enter__(self) -> ScraperProvider:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, stop: threading.Event) -> None:
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.scrape_once(self._clock())
+            except Exception:  # the thread must outlive any one bad scrape
+                log.exception("scrape failed")
+            next_at += self.interval_s
+            now = time.monotonic()
+            if next_at < now:  # a scrape overran: skip the missed ticks
+                next_at = now + self.interval_s - (now - next_at) % self.interval_s
+            stop.wait(next_at - now)
+
+    # -- provider protocol -------------------------------------------------------------------
+
+    def scrape_interval(self) -> float | None:
+        return self.interval_s
+
+    def counts(
+        self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
+    ) -> dict[Subject, Counts]:
+        with self._lock:
+            return self._counts(profile, subjects, window_s, at.timestamp())
+
+    def counts_range(
+        self,
+        profile: Profile,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, list[tuple[datetime, Counts]]]:
+        if not step_s > 0:
+            raise InvalidInput(f"range step {step_s!r} must be positive seconds")
+        points = int(math.floor((end - start).total_seconds() / step_s + 1e-9)) + 1
+        out: dict[Subject, list[tuple[datetime, Counts]]] = {}
+        with self._lock:
+            for i in range(max(points, 0)):
+                t = start + timedelta(seconds=i * step_s)
+                for subject, c in self._counts(profile, subjects, window_s, t.timestamp()).items():
+                    out.setdefault(subject, []).append((t, c))
+        return out
+
+    def buckets(
+        self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
+    ) -> dict[Subject, Buckets]:
+        end = at.timestamp()
+        acc: dict[Subject, dict[float, float]] = {}
+        with self._lock:
+            for subject, labels, inc in self._increases(
+                profile.duration_bucket_metric, profile, subjects, end - window_s, end
+            ):
+                le_text = labels.get("le")
+                if le_text is None:
+                    continue
+                try:
+                    le = float(le_text) * profile.duration_unit_s
+                except ValueError:
+                    continue
+                hist = acc.setdefault(subject, {})
+                hist[le] = hist.get(le, 0.0) + inc
+        return {
+            subject: _monotone(sorted(hist.items()))
+            for subject, hist in acc.items()
+            if math.inf in hist  # a histogram without +Inf is not a histogram
+        }
+
+    def query(self, promql: str, at: datetime) -> list[LabeledValue]:
+        raise ProviderError(QUERY_REFUSED)
+
+    # -- computing ---------------------------------------------------------------------------
+
+    def _counts(
+        self, profile: Profile, subjects: Sequence[Subject], window_s: float, end: float
+    ) -> dict[Subject, Counts]:
+        requests: dict[Subject, float] = {}
+        errors: dict[Subject, float] = {}
+        for subject, labels, inc in self._increases(
+            profile.requests_metric, profile, subjects, end - window_s, end
+        ):
+            requests[subject] = requests.get(subject, 0.0) + inc
+            if is_error_code(labels.get(profile.code_label, "")):
+                errors[subject] = errors.get(subject, 0.0) + inc
+        return {s: Counts(requests=r, errors=errors.get(s, 0.0)) for s, r in requests.items()}
+
+    def _increases(
+        self,
+        metric: str,
+        profile: Profile,
+        subjects: Sequence[Subject],
+        start: float,
+        end: float,
+    ) -> Iterator[tuple[Subject, Mapping[str, str], float]]:
+        """(subject, labels, increase) of every series of ``metric`` with data in the window.
+
+        The caller holds the lock.
+        """
+        ids = _identity_index(profile, subjects)
+        if not ids:
+            return
+        max_gap = 2 * self.interval_s
+        for (_, items), series in self._series.get(metric, {}).items():
+            labels = dict(items)
+            subject = ids.get(tuple(labels.get(label, "") for label in profile.identity_labels))
+            if subject is None:
+                continue
+            inc = series.increase(start, end, max_gap)
+            if inc is not None:
+                yield subject, labels, inc
+
+
+def _identity_index(
+    profile: Profile, subjects: Sequence[Subject]
+) -> dict[tuple[str, ...], Subject]:
+    out = {}
+    for s in subjects:
+        values = profile.selector_values(s.app, s.namespace, s.version)
+        out[tuple(values[label] for label in profile.identity_labels)] = s
+    return out
+
+
+def _monotone(items: list[tuple[float, float]]) -> Buckets:
+    """Cumulative counts never decrease with le (a scrape can catch buckets mid-update)."""
+    out: list[tuple[float, float]] = []
+    running = 0.0
+    for le, count in items:
+        running = max(running, count)
+        out.append((le, running))
+    return tuple(out)
