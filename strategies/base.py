@@ -57,8 +57,7 @@ class ShapedStrategy(ABC, Generic[S]):
         settings = spec.strategy
         if not isinstance(settings, self.settings_type):
             raise InvalidInput(
-                f"strategy.type: the {self.name} strategy cannot plan "
-                f"a {settings.type!r} release"
+                f"strategy.type: the {self.name} strategy cannot plan a {settings.type!r} release"
             )
         if spec.expedited:
             settings = compress(settings)

@@ -19,9 +19,7 @@ def _scaled(step: Step, factor: float) -> Step:
     if isinstance(step, Analyze):
         return step.model_copy(update={"duration": exact(step.duration / factor)})
     if isinstance(step, Promote):
-        return step.model_copy(
-            update={"scale_down_delay": exact(step.scale_down_delay / factor)}
-        )
+        return step.model_copy(update={"scale_down_delay": exact(step.scale_down_delay / factor)})
     return step
 
 
