@@ -25,10 +25,8 @@ EXIT_HELD = 4
 
 
 def main() -> None:
-    try:
-        from . import release_cmd  # noqa: F401  (registers plan, run, demo)
-    except ImportError:  # pragma: no cover - during partial installs
-        pass
+    from . import demo_cmd, release_cmd  # noqa: F401  (they register their commands)
+
     try:
         app()
     except SystemExit:

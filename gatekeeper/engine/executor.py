@@ -149,6 +149,8 @@ class LocalExecutor:
         self._phase(Phase.RUNNING, "running")
         try:
             self.target.ensure_stable(self._stable_run())
+            if self.on_deployed:
+                self.on_deployed(self.target.metrics_endpoints())
             self._traffic()
             for index in range(record.next_step, len(self.plan.steps)):
                 step = self.plan.steps[index]
@@ -276,10 +278,11 @@ class LocalExecutor:
 
     def _hold_deadline(self, since: datetime, now: datetime, what: str) -> None:
         held = (now - since).total_seconds()
-        if held >= self.spec.hold_timeout:
+        limit = self.spec.scaled(self.spec.hold_timeout)
+        if held >= limit:
             raise HoldTimedOut(
                 f"{what} after holding {format_duration(held)} "
-                f"(hold_timeout {format_duration(self.spec.hold_timeout)})"
+                f"(hold_timeout {format_duration(limit)})"
             )
 
     def _check_stop(self) -> None:

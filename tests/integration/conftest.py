@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.history import Traffic, openmetrics, series
-from tests.support.prom import PrometheusServer, backfill, prometheus
+from tests.support.prom import LocalPrometheus as PrometheusServer
+from tests.support.prom import backfill, prometheus
 
 # Every backtest scenario is one app in the same history; the release starts at T0.
 HISTORY_MINUTES = 30

@@ -11,7 +11,7 @@ import pytest
 
 from gatekeeper.domain.verdicts import Decision
 from gatekeeper.engine.gating import run_backtest
-from tests.support.prom import PrometheusServer
+from tests.support.prom import LocalPrometheus as PrometheusServer
 
 pytestmark = pytest.mark.integration
 

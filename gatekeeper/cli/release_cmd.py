@@ -1,0 +1,183 @@
+"""`gatekeeper plan`, `run`, `approve`, `history`: releases on the embedded default."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gatekeeper.domain.errors import GatekeeperError, InvalidInput
+from gatekeeper.engine.runner import (
+    RunOptions,
+    load_release_file,
+    outcome_exit_code,
+    run_release,
+    validate,
+)
+from gatekeeper.store.base import Approval
+from gatekeeper.store.factory import open_store
+from strategies.render import plan_json, plan_rows
+
+from .main import EXIT_ERROR, EXIT_INVALID, app
+from .progress import ReleaseProgress
+
+err = Console(stderr=True)
+
+
+def _invalid(e: InvalidInput) -> typer.Exit:
+    err.print(f"[red]invalid input:[/red] {e}", highlight=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+@app.command("plan")
+def plan_cmd(
+    release: Path = typer.Argument(..., help="Release spec YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Print the plan a release spec turns into."""
+    try:
+        spec = load_release_file(release)
+        plan, _ = validate(spec, release.parent)
+    except InvalidInput as e:
+        raise _invalid(e) from e
+    if as_json:
+        json.dump(plan_json(plan), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    title = f"{spec.app} {spec.stable.version} -> {spec.version}: {plan.strategy}"
+    table = Table(title=title + (" (expedited)" if plan.expedited else ""))
+    for col in ("#", "step", "kind", "what"):
+        table.add_column(col)
+    for index, name, kind, text in plan_rows(plan):
+        table.add_row(str(index), name, kind, text)
+    Console().print(table)
+
+
+def _parse_approvals(values: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        role, sep, name = v.partition(":")
+        if not sep or not role or not name:
+            raise InvalidInput(f"--approve {v!r}: use ROLE:NAME, e.g. release-manager:alice")
+        out.append((role, name))
+    return out
+
+
+@app.command("run")
+def run_cmd(
+    release: Path = typer.Argument(..., help="Release spec YAML."),
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", envvar="GATEKEEPER_PROMETHEUS_URL",
+        help="Prometheus URL; without it the built-in scraper reads the versions' /metrics.",
+    ),
+    db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL", help="Store URL."),
+    approve: list[str] = typer.Option(
+        [], "--approve", help="ROLE:NAME approving the steps that ROLE may approve (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a final summary object."),
+) -> None:
+    """Run one release to its end. Exit 0 promoted, 3 rolled back, 4 held and stopped, 2 invalid."""
+    try:
+        spec = load_release_file(release)
+        validate(spec, release.parent)
+        approvals = _parse_approvals(approve)
+    except InvalidInput as e:
+        raise _invalid(e) from e
+    started = datetime.now(UTC)
+    try:
+        with ReleaseProgress(f"{spec.app} {spec.version}") as progress:
+            outcome = run_release(
+                spec,
+                RunOptions(prometheus_url=prometheus, db_url=db, approve=approvals,
+                           listener=progress),
+                release.parent,
+            )
+    except InvalidInput as e:
+        raise _invalid(e) from e
+    except GatekeeperError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from e
+    code = outcome_exit_code(outcome.phase)
+    if as_json:
+        summary = {
+            "release": outcome.release_id,
+            "app": spec.app,
+            "version": spec.version,
+            "stable_version": spec.stable.version,
+            "strategy": spec.strategy.type,
+            "outcome": outcome.phase.value,
+            "reason": outcome.reason,
+            "exit_code": code,
+            "started_at": started.isoformat().replace("+00:00", "Z"),
+            "finished_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        color = {0: "green", 3: "red", 4: "yellow"}.get(code, "red")
+        Console().print(f"[{color}]{outcome.phase.value}[/{color}]: {outcome.reason}",
+                        highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("approve")
+def approve_cmd(
+    release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),
+    step: str = typer.Argument(..., help="The approval step, e.g. approve-promote."),
+    by: str = typer.Option(..., "--by", help="Who approves."),
+    role: str = typer.Option(..., "--role", help="Their role: release-manager, engineering-lead, cto."),
+    comment: str = typer.Option("", "--comment"),
+    db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
+) -> None:
+    """Approve a step of a running release (recorded in the audit trail)."""
+    store = open_store(db)
+    try:
+        record = store.get_release(release_id)
+        if record is None:
+            raise _invalid(InvalidInput(f"release {release_id!r} is not in the store"))
+        names = [s["name"] for s in record.plan["steps"] if s["kind"] == "approval"]
+        if step not in names:
+            raise _invalid(InvalidInput(
+                f"release {release_id}: step {step!r} is not an approval step; "
+                f"approval steps: {', '.join(names) or 'none'}"
+            ))
+        store.add_approval(Approval(release_id, step, by, role, datetime.now(UTC), comment))
+    finally:
+        store.close()
+    Console().print(f"{step} of {release_id} approved by {by} ({role})")
+
+
+@app.command("history")
+def history_cmd(
+    app_name: str | None = typer.Option(None, "--app"),
+    db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Past and current releases, newest first."""
+    store = open_store(db)
+    try:
+        records = store.list_releases(app_name)
+    finally:
+        store.close()
+    rows = [
+        {"release": r.release_id, "app": r.app, "environment": r.environment,
+         "version": r.version, "strategy": r.strategy, "phase": r.phase.value,
+         "reason": r.reason, "created_at": r.created_at.isoformat()}
+        for r in records
+    ]
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    table = Table()
+    for col in ("release", "strategy", "phase", "reason", "created_at"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["release"], row["strategy"], row["phase"], row["reason"],
+                      row["created_at"])
+    Console().print(table)

@@ -1,0 +1,213 @@
+"""Runs one release on the embedded default: load, plan, store, target, gates, execute."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.domain.plan import Plan, WaitForApproval
+from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
+from gatekeeper.store.base import Approval, Event, Store
+from gatekeeper.store.factory import open_store
+from gates.evaluate import GateEvaluator, Release
+from gates.live import LiveGates
+from gates.provider import Provider, Subject
+from gates.spec import GateSet, default_gates, load_gate_set, parse_gate_set
+from strategies.registry import plan_for
+
+from .executor import Clock, Listener, LocalExecutor, Outcome, new_record
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("GATEKEEPER_HOME", Path.home() / ".local/share/gatekeeper"))
+
+
+def load_release_file(path: Path) -> ReleaseSpec:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise InvalidInput(f"release file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise InvalidInput(f"release file {path}: not valid YAML: {e}") from e
+    return parse_release(data, source=str(path))
+
+
+def resolve_gates(spec: ReleaseSpec, base_dir: Path | None = None) -> GateSet:
+    """The release's gates (a mapping, a list or a file path), compressed by time_scale."""
+    raw = spec.gates
+    if raw is None or raw == "default":
+        gate_set = default_gates()
+    elif isinstance(raw, str):
+        path = Path(raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        gate_set = load_gate_set(path)
+    else:
+        gate_set = parse_gate_set(raw, source="gates")
+    return gate_set.scaled(spec.time_scale) if spec.time_scale != 1 else gate_set
+
+
+def validate(spec: ReleaseSpec, base_dir: Path | None = None) -> tuple[Plan, GateSet]:
+    """Everything that can be checked before anything starts."""
+    return plan_for(spec), resolve_gates(spec, base_dir)
+
+
+@dataclass
+class RunOptions:
+    prometheus_url: str | None = None
+    db_url: str | None = None
+    approve: Sequence[tuple[str, str]] = ()  # (role, name): approves steps that role may approve
+    listener: Listener | None = None
+    clock: Clock | None = None
+    state_dir: Path | None = None
+    scrape_interval_s: float = 1.0
+    stop_requested: Callable[[], bool] = lambda: False
+    shutdown_target: bool = False  # stop every process at the end (demo, tests)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
+    plan, gate_set = validate(spec, base_dir)
+    store = open_store(options.db_url)
+    try:
+        record = _submit_or_resume(store, spec, plan)
+        if record.phase.final:
+            return Outcome(spec.release_id, record.phase, record.reason)
+        _pre_approve(store, spec, plan, options.approve)
+        target = _target(spec, options)
+        provider, sync, stop_provider = _provider(spec, options, target)
+        try:
+            evaluator = GateEvaluator(gate_set, provider)
+            release = Release(
+                candidate=Subject(spec.app, spec.version, _namespace(spec)),
+                baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
+                started=record.created_at,
+            )
+            clock = options.clock
+            live = LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
+            executor = LocalExecutor(
+                spec=spec,
+                plan=plan,
+                store=store,
+                target=target,
+                gates=live,
+                clock=clock,
+                listener=options.listener,
+                on_deployed=sync,
+                stop_requested=options.stop_requested,
+            )
+            return executor.run()
+        finally:
+            stop_provider()
+            if options.shutdown_target:
+                shutdown = getattr(target, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
+            target.close()
+    finally:
+        store.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _namespace(spec: ReleaseSpec) -> str:
+    return getattr(spec.target, "namespace", "default")
+
+
+def _submit_or_resume(store: Store, spec: ReleaseSpec, plan: Plan) -> Any:
+    existing = store.get_release(spec.release_id)
+    if existing is not None:
+        if existing.phase.final:
+            return existing
+        if existing.plan != plan.model_dump(mode="json"):
+            raise InvalidInput(
+                f"release {spec.release_id} is in progress with another plan; "
+                "finish or abort it before changing its spec"
+            )
+        return existing
+    now = _utcnow()
+    record = new_record(spec, plan, now)
+    store.create_release(record)
+    store.record_event(Event(
+        release_id=spec.release_id, at=now, kind="submitted",
+        message=f"{spec.app} {spec.version} ({spec.strategy.type}) submitted"
+        + (f"; expedited: {spec.expedited_reason}" if spec.expedited else ""),
+    ))
+    return store.get_release(spec.release_id)
+
+
+def _pre_approve(
+    store: Store, spec: ReleaseSpec, plan: Plan, approve: Sequence[tuple[str, str]]
+) -> None:
+    if not approve:
+        return
+    have = {(a.step, a.approver) for a in store.approvals(spec.release_id)}
+    for step in plan.steps:
+        if not isinstance(step, WaitForApproval):
+            continue
+        for role, name in approve:
+            if role in step.roles and (step.name, name) not in have:
+                store.add_approval(Approval(
+                    release_id=spec.release_id, step=step.name, approver=name, role=role,
+                    at=_utcnow(), comment="approved on the command line",
+                ))
+
+
+def _target(spec: ReleaseSpec, options: RunOptions) -> Any:
+    if spec.target.type != "local":
+        raise InvalidInput(
+            f"target.type {spec.target.type!r}: `gatekeeper run` drives the local target; "
+            "the kubernetes target runs through the controller"
+        )
+    from gatekeeper.targets.local.target import LocalProcessTarget
+
+    state_dir = options.state_dir or (
+        Path(spec.target.state_dir) if spec.target.state_dir
+        else data_home() / "targets" / spec.release_id
+    )
+    return LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+
+
+def _provider(
+    spec: ReleaseSpec, options: RunOptions, target: Any
+) -> tuple[Provider, Callable[[list[str]], None], Callable[[], None]]:
+    """Prometheus when a URL is given, else the built-in scraper on the target's versions."""
+    if options.prometheus_url:
+        from gates.prometheus import PrometheusProvider
+
+        from gatekeeper.targets.local.file_sd import write_file_sd
+
+        prom = PrometheusProvider(options.prometheus_url)
+        sd_file = Path(getattr(target, "state_dir", data_home())) / "file_sd.json"
+
+        def sync_sd(endpoints: list[str]) -> None:
+            write_file_sd(sd_file, endpoints, {"release": spec.release_id})
+
+        return prom, sync_sd, prom.close
+    from gates.scraper import ScraperProvider
+
+    scraper = ScraperProvider([], interval_s=options.scrape_interval_s)
+    scraper.start()
+
+    def sync(endpoints: list[str]) -> None:
+        for e in endpoints:
+            scraper.add_target(e if e.startswith("http") else f"http://{e}/metrics")
+
+    return scraper, sync, scraper.stop
+
+
+def outcome_exit_code(phase: Phase) -> int:
+    return {
+        Phase.PROMOTED: 0,
+        Phase.ROLLED_BACK: 3,
+        Phase.ABORTED: 4,
+    }.get(phase, 1)

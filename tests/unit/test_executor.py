@@ -1,0 +1,229 @@
+"""The local executor: step order, the guard, holds, approvals, crash and resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.domain.plan import (
+    Analyze,
+    DeployCandidate,
+    Plan,
+    Promote,
+    ShiftTraffic,
+    WaitForApproval,
+)
+from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
+from gatekeeper.engine.executor import Hooks, LocalExecutor, new_record
+from gatekeeper.store.base import Approval
+from gatekeeper.store.sql import SqlStore
+from gates.evaluate import GateEvaluator, Release
+from gates.live import LiveGates
+from gates.provider import Counts, Subject
+from gates.spec import default_gates
+from tests.support.fakes import T0, FakeClock, FakeProvider, FakeTarget
+
+RPS = 50.0
+
+
+def spec(**extra: object) -> ReleaseSpec:
+    data: dict[str, object] = {
+        "app": "shop",
+        "environment": "staging",
+        "version": "v2",
+        "command": "svc --port {port}",
+        "stable": {"version": "v1", "command": "svc --port {port}"},
+        "strategy": {"type": "canary"},
+        "hold_timeout": "20m",
+    }
+    data.update(extra)
+    return parse_release(data)
+
+
+def canary_plan(s: ReleaseSpec) -> Plan:
+    return Plan(
+        release=s.release_id,
+        strategy="canary",
+        steps=(
+            DeployCandidate(name="deploy"),
+            ShiftTraffic(name="shift-25", weight=25),
+            Analyze(name="analyze-25", duration=300),
+            ShiftTraffic(name="shift-100", weight=100),
+            Analyze(name="analyze-100", duration=300),
+            Promote(name="promote"),
+        ),
+    )
+
+
+def traffic(error_ratio: float | Callable[[datetime], float], rps: float = RPS):
+    def fn(subject: Subject, start: datetime, end: datetime) -> Counts | None:
+        if subject.version != "v2":
+            return Counts(requests=rps * (end - start).total_seconds(), errors=0.0)
+        ratio = error_ratio(end) if callable(error_ratio) else error_ratio
+        n = rps * max(0.0, (end - max(start, T0)).total_seconds())
+        return Counts(requests=n, errors=n * ratio)
+
+    return fn
+
+
+class Harness:
+    def __init__(self, tmp: Path, s: ReleaseSpec, plan: Plan, provider: FakeProvider) -> None:
+        self.spec, self.plan, self.provider = s, plan, provider
+        self.store = SqlStore.open(f"sqlite:///{tmp / 'gk.db'}")
+        self.target = FakeTarget()
+        self.clock = FakeClock()
+        self.store.create_release(new_record(s, plan, self.clock.now()))
+
+    def executor(self, hooks: Hooks | None = None) -> LocalExecutor:
+        evaluator = GateEvaluator(default_gates(), self.provider)
+        release = Release(
+            candidate=Subject(self.spec.app, self.spec.version, "default"),
+            baseline=Subject(self.spec.app, self.spec.stable.version, "default"),
+            started=T0,
+        )
+        gates = LiveGates(evaluator, release, clock=self.clock.now)
+        return LocalExecutor(
+            spec=self.spec,
+            plan=self.plan,
+            store=self.store,
+            target=self.target,
+            gates=gates,
+            clock=self.clock,
+            hooks=hooks,
+        )
+
+
+@pytest.fixture
+def make(tmp_path: Path):
+    def build(error_ratio=0.001, plan: Plan | None = None, rps: float = RPS, **extra):
+        s = spec(**extra)
+        return Harness(tmp_path, s, plan or canary_plan(s), FakeProvider(traffic(error_ratio, rps)))
+
+    return build
+
+
+def test_good_candidate_is_promoted_after_every_step_in_order(make):
+    h = make()
+    out = h.executor().run()
+    assert out.phase is Phase.PROMOTED, out.reason
+    assert h.target.weights == [25, 100]
+    kinds = [c[0] for c in h.target.calls]
+    assert kinds == ["ensure_stable", "deploy", "weight", "weight", "promote"]
+    events = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "step-completed"]
+    assert events == [s.name for s in h.plan.steps]
+
+
+def test_eight_percent_errors_roll_back_with_the_abort_reason(make):
+    h = make(error_ratio=0.08)
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK
+    assert out.reason.startswith("abort: error ratio 8% > 5%")
+    assert h.target.state().candidate_weight == 0
+    assert h.target.state().candidate_version is None
+    assert ("promote", 0.0) not in h.target.calls
+
+
+def test_the_guard_acts_between_steps_without_an_analysis(make):
+    s = spec()
+    plan = Plan(
+        release=s.release_id,
+        strategy="canary",
+        steps=(
+            DeployCandidate(name="deploy"),
+            ShiftTraffic(name="shift-50", weight=50),
+            ShiftTraffic(name="shift-100", weight=100),
+            Promote(name="promote"),
+        ),
+    )
+    h = make(error_ratio=0.2, plan=plan)
+    h.clock.sleep(30)  # the candidate has had traffic for a while
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK
+    assert 100 not in h.target.weights
+
+
+def test_three_percent_holds_then_rolls_back_once_sustained(make):
+    h = make(error_ratio=0.03)
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK
+    assert out.reason.startswith("sustained:")
+    phases = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "phase"]
+    assert any(p.startswith("holding:") for p in phases)
+    elapsed = (h.clock.now() - T0).total_seconds()
+    assert 900 <= elapsed <= 1800, elapsed
+
+
+def test_no_traffic_holds_and_stops_at_the_hold_timeout(make):
+    h = make(rps=0.0)
+    out = h.executor().run()
+    assert out.phase is Phase.ABORTED
+    assert "hold_timeout 20m" in out.reason
+    assert h.target.state().candidate_weight == 0
+
+
+def _approval_plan(s: ReleaseSpec) -> Plan:
+    return Plan(
+        release=s.release_id,
+        strategy="canary",
+        steps=(
+            DeployCandidate(name="deploy"),
+            WaitForApproval(name="approve-promote", roles=("release-manager",)),
+            ShiftTraffic(name="shift-100", weight=100),
+            Promote(name="promote"),
+        ),
+    )
+
+
+def test_approval_step_waits_for_the_right_role(make):
+    s = spec()
+    h = make(plan=_approval_plan(s))
+    h.store.add_approval(
+        Approval(s.release_id, "approve-promote", "dev", "developer", T0)
+    )
+    out = h.executor().run()
+    assert out.phase is Phase.ABORTED  # a developer's approval does not count
+    h2 = make(plan=_approval_plan(s), environment="prod")
+    h2.store.add_approval(
+        Approval(h2.spec.release_id, "approve-promote", "rm", "release-manager", T0)
+    )
+    assert h2.executor().run().phase is Phase.PROMOTED
+
+
+class Crash(BaseException):
+    """The process dies: nothing after this point runs."""
+
+
+class CrashAt(Hooks):
+    def __init__(self, index: int, where: str) -> None:
+        self.index, self.where = index, where
+
+    def before_complete(self, index: int) -> None:
+        if self.where == "before" and index == self.index:
+            raise Crash
+
+    def after_complete(self, index: int) -> None:
+        if self.where == "after" and index == self.index:
+            raise Crash
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("index", range(6))
+def test_crash_at_every_step_boundary_then_resume_never_repeats_a_shift(
+    tmp_path: Path, index: int, where: str
+):
+    s = spec()
+    h = Harness(tmp_path, s, canary_plan(s), FakeProvider(traffic(0.001)))
+    with pytest.raises(Crash):
+        h.executor(CrashAt(index, where)).run()
+    record = h.store.get_release(s.release_id)
+    assert record is not None and not record.phase.final
+    out = h.executor().run()
+    assert out.phase is Phase.PROMOTED, out.reason
+    assert h.target.weights == [25, 100]
+    assert [c[0] for c in h.target.calls].count("deploy") == 1
+    assert [c[0] for c in h.target.calls].count("promote") == 1
+    final = h.store.get_release(s.release_id)
+    assert final is not None and final.next_step == len(h.plan.steps)
