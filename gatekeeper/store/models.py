@@ -1,0 +1,135 @@
+"""The store's tables as typed ORM models; the migrations create them, these query them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gatekeeper.domain.release import Phase
+
+from .types import ExactFloat, UTCDateTime
+
+# Phases after which a release no longer holds its app+environment. The partial unique
+# index below and the initial migration spell the same list; a test keeps them in step.
+FINAL_PHASES: tuple[str, ...] = tuple(p.value for p in Phase if p.final)
+ACTIVE_PREDICATE = "phase NOT IN ({})".format(", ".join(f"'{p}'" for p in FINAL_PHASES))
+
+# Autoincrement ids: BIGINT on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), float: ExactFloat()}
+
+
+def _release_fk() -> ForeignKey:
+    return ForeignKey("releases.id", ondelete="CASCADE")
+
+
+class ReleaseRow(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        Index("ix_releases_app_environment", "app", "environment"),
+        # At most one active (non-final) release per app+environment, enforced by the database.
+        Index(
+            "uq_releases_active_app_environment",
+            "app",
+            "environment",
+            unique=True,
+            sqlite_where=text(ACTIVE_PREDICATE),
+            postgresql_where=text(ACTIVE_PREDICATE),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    app: Mapped[str] = mapped_column(Text)
+    environment: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    stable_version: Mapped[str] = mapped_column(Text)
+    strategy: Mapped[str] = mapped_column(Text)
+    expedited: Mapped[bool] = mapped_column(Boolean)
+    spec: Mapped[dict[str, Any]]
+    plan: Mapped[dict[str, Any]]
+    phase: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    next_step: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class StepRow(Base):
+    __tablename__ = "step_log"
+
+    release_id: Mapped[str] = mapped_column(Text, _release_fk(), primary_key=True)
+    index: Mapped[int] = mapped_column("index", Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_release_id_at", "release_id", "at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(Text, _release_fk())
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]
+
+
+class GateResultRow(Base):
+    __tablename__ = "gate_results"
+    __table_args__ = (Index("ix_gate_results_release_id_at", "release_id", "at"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(Text, _release_fk())
+    at: Mapped[datetime]
+    gate: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    window_s: Mapped[float | None]
+    requests: Mapped[float | None]
+    reason: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]]
+
+
+class ApprovalRow(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint(
+            "release_id", "step", "approver", name="uq_approvals_release_step_approver"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(Text, _release_fk())
+    step: Mapped[str] = mapped_column(Text)
+    approver: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+    comment: Mapped[str] = mapped_column(Text)
+
+
+class TargetStateRow(Base):
+    __tablename__ = "target_state"
+
+    release_id: Mapped[str] = mapped_column(Text, _release_fk(), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]

@@ -1,0 +1,550 @@
+"""SqlStore: the Store protocol on SQLAlchemy, for SQLite (default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, Update, create_engine, event, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, CursorResult, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from gatekeeper.domain.errors import GatekeeperError, InvalidInput, TemporaryError
+from gatekeeper.domain.release import Phase
+from gatekeeper.domain.verdicts import GateResult, Verdict
+
+from .base import Approval, Event, ReleaseRecord
+from .models import (
+    FINAL_PHASES,
+    ApprovalRow,
+    EventRow,
+    GateResultRow,
+    ReleaseRow,
+    StepRow,
+    TargetStateRow,
+)
+
+MIGRATIONS = "gatekeeper.store:migrations"
+# How long a SQLite writer waits for another process's write to finish before giving up.
+BUSY_TIMEOUT_S = 30.0
+# Execution option that marks a write transaction (BEGIN IMMEDIATE on SQLite).
+_WRITE = "gatekeeper_write"
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a store URL; bare ``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    text = url.strip()
+    for bare in ("postgres://", "postgresql://"):
+        if text.startswith(bare):
+            text = "postgresql+psycopg://" + text[len(bare) :]
+    try:
+        parsed = make_url(text)
+    except ArgumentError as e:
+        raise InvalidInput(f"store URL {url!r} is not a database URL: {e}") from e
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"store URL {_shown(parsed)}: {backend!r} is not supported; "
+            "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"
+        )
+    return parsed
+
+
+def _shown(url: URL) -> str:
+    return repr(url.render_as_string(hide_password=True))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A JSON-able copy of ``value``; refuses NaN/Inf and values JSON cannot hold."""
+    try:
+        loaded: dict[str, Any] = json.loads(_dumps(dict(value)))
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"{what}: not storable as JSON: {e}") from e
+    return loaded
+
+
+def _aware(at: datetime, what: str) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidInput(f"{what} {at.isoformat()} has no time zone; pass an aware datetime")
+    return at.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook issue BEGIN itself (the driver's implicit one is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Writers take the write lock up front, so a read-then-write never meets a newer
+    # snapshot (SQLITE_BUSY without waiting); readers stay deferred and never block on WAL.
+    immediate = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, json_serializer=_dumps, pool_pre_ping=True)
+    database = url.database or ""
+    in_memory = database in ("", ":memory:")
+    connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+    if in_memory:
+        engine = create_engine(
+            url, json_serializer=_dumps, connect_args=connect_args, poolclass=StaticPool
+        )
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, json_serializer=_dumps, connect_args=connect_args)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Run the Alembic migrations to head, in one write transaction."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    with engine.execution_options(**{_WRITE: True}).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _record(row: ReleaseRow) -> ReleaseRecord:
+    return ReleaseRecord(
+        release_id=row.id,
+        app=row.app,
+        environment=row.environment,
+        version=row.version,
+        stable_version=row.stable_version,
+        strategy=row.strategy,
+        expedited=row.expedited,
+        spec=row.spec,
+        plan=row.plan,
+        phase=Phase(row.phase),
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        next_step=row.next_step,
+    )
+
+
+def _active_row(session: Session, app: str, environment: str) -> ReleaseRow | None:
+    return session.scalars(
+        select(ReleaseRow)
+        .where(
+            ReleaseRow.app == app,
+            ReleaseRow.environment == environment,
+            ReleaseRow.phase.not_in(FINAL_PHASES),
+        )
+        .order_by(ReleaseRow.created_at.desc(), ReleaseRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _busy(release_id: str, app: str, environment: str, active: ReleaseRow) -> InvalidInput:
+    return InvalidInput(
+        f"release {release_id!r}: app {app!r} in environment {environment!r} already has "
+        f"an active release {active.id!r} (phase {active.phase}); "
+        "wait for it to finish or stop it first"
+    )
+
+
+def _changed(session: Session, statement: Update) -> int:
+    """Run an UPDATE and say how many rows it changed."""
+    done = session.execute(statement.execution_options(synchronize_session=False))
+    return cast("CursorResult[Any]", done).rowcount
+
+
+def _conflict(session: Session, record: ReleaseRecord) -> InvalidInput | None:
+    """Why ``record`` cannot be created now, or None."""
+    existing = session.scalar(select(ReleaseRow.id).where(ReleaseRow.id == record.release_id))
+    if existing is not None:
+        return InvalidInput(f"release {record.release_id!r} exists already")
+    if not Phase(record.phase).final:
+        active = _active_row(session, record.app, record.environment)
+        if active is not None:
+            return _busy(record.release_id, record.app, record.environment, active)
+    return None
+
+
+def _unknown(release_id: str) -> InvalidInput:
+    return InvalidInput(f"release {release_id!r} does not exist")
+
+
+class SqlStore:
+    """The system of record on a SQL database; see ``Store`` for the contract.
+
+    Open with ``SqlStore.open(url)``, which migrates the schema to head first. Every
+    method is one transaction. Approvals are idempotent: a second approval of the same
+    step by the same approver is ignored and the first one stands.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+
+    @classmethod
+    def open(cls, url: str) -> SqlStore:
+        """Connect to ``url`` (sqlite:///file.db or postgresql+psycopg://...) and migrate."""
+        parsed = normalise_url(url)
+        engine = _engine(parsed)
+        try:
+            migrate(engine)
+        except OperationalError as e:
+            engine.dispose()
+            raise GatekeeperError(f"store {_shown(parsed)}: cannot open: {e.orig}") from e
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Session]:
+        """One transaction; database trouble comes out as the gatekeeper's own errors.
+
+        IntegrityError passes through for the caller to explain.
+        """
+        maker = self._write if write else self._read
+        try:
+            with maker.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except OperationalError as e:
+            raise TemporaryError(f"store: database unavailable or busy: {e.orig}") from e
+        except SQLAlchemyError as e:
+            raise GatekeeperError(f"store: {e}") from e
+
+    def _require(self, session: Session, release_id: str) -> None:
+        found = session.scalar(select(ReleaseRow.id).where(ReleaseRow.id == release_id))
+        if found is None:
+            raise _unknown(release_id)
+
+    # Releases
+
+    def create_release(self, record: ReleaseRecord) -> None:
+        if record.next_step < 0:
+            raise InvalidInput(f"next_step {record.next_step}: must be 0 or more")
+        row = ReleaseRow(
+            id=record.release_id,
+            app=record.app,
+            environment=record.environment,
+            version=record.version,
+            stable_version=record.stable_version,
+            strategy=record.strategy,
+            expedited=record.expedited,
+            spec=_json(record.spec, "spec"),
+            plan=_json(record.plan, "plan"),
+            phase=Phase(record.phase).value,
+            reason=record.reason,
+            next_step=record.next_step,
+            created_at=_aware(record.created_at, "created_at"),
+            updated_at=_aware(record.updated_at, "updated_at"),
+        )
+        try:
+            with self._tx(write=True) as session:
+                conflict = _conflict(session, record)
+                if conflict is not None:
+                    raise conflict
+                session.add(row)
+        except IntegrityError as e:
+            # Another writer got in between the check and the insert (PostgreSQL); the
+            # primary key and the partial unique index had the last word. Say which.
+            with self._tx(write=False) as session:
+                conflict = _conflict(session, record)
+            if conflict is not None:
+                raise conflict from e
+            raise InvalidInput(f"release {record.release_id!r}: refused: {e.orig}") from e
+
+    def get_release(self, release_id: str) -> ReleaseRecord | None:
+        with self._tx(write=False) as session:
+            row = session.get(ReleaseRow, release_id)
+            return None if row is None else _record(row)
+
+    def active_release(self, app: str, environment: str) -> ReleaseRecord | None:
+        with self._tx(write=False) as session:
+            row = _active_row(session, app, environment)
+            return None if row is None else _record(row)
+
+    def list_releases(self, app: str | None = None, limit: int = 100) -> list[ReleaseRecord]:
+        """Newest first (by created_at), at most ``limit``, of one app or of all."""
+        if limit < 1:
+            raise InvalidInput(f"limit {limit}: must be 1 or more")
+        query = select(ReleaseRow)
+        if app is not None:
+            query = query.where(ReleaseRow.app == app)
+        query = query.order_by(ReleaseRow.created_at.desc(), ReleaseRow.id.desc()).limit(limit)
+        with self._tx(write=False) as session:
+            return [_record(row) for row in session.scalars(query)]
+
+    def set_phase(self, release_id: str, phase: Phase, reason: str) -> None:
+        value = Phase(phase).value
+        try:
+            with self._tx(write=True) as session:
+                done = _changed(
+                    session,
+                    update(ReleaseRow)
+                    .where(ReleaseRow.id == release_id)
+                    .values(phase=value, reason=reason, updated_at=_now()),
+                )
+                if done != 1:
+                    raise _unknown(release_id)
+        except IntegrityError as e:
+            # Only the one-active index can object: this would make a second active release.
+            with self._tx(write=False) as session:
+                row = session.get(ReleaseRow, release_id)
+                active = None if row is None else _active_row(session, row.app, row.environment)
+                if row is not None and active is not None:
+                    raise _busy(release_id, row.app, row.environment, active) from e
+            raise InvalidInput(f"release {release_id!r}: phase {value}: refused: {e.orig}") from e
+
+    def complete_step(self, release_id: str, index: int, name: str, outcome: str) -> None:
+        """Log step ``index`` and advance next_step to index+1, exactly once.
+
+        Only when next_step == index: then the log row and the advance commit together.
+        An index below next_step is a replay (the step ran again after a crash before the
+        executor saw the commit): nothing changes and no second log row is written. An
+        index above next_step would skip steps and is refused.
+        """
+        if index < 0:
+            raise InvalidInput(f"step index {index}: must be 0 or more")
+        now = _now()
+        try:
+            with self._tx(write=True) as session:
+                advanced = _changed(
+                    session,
+                    update(ReleaseRow)
+                    .where(ReleaseRow.id == release_id, ReleaseRow.next_step == index)
+                    .values(next_step=index + 1, updated_at=now),
+                )
+                if advanced == 1:
+                    session.add(
+                        StepRow(
+                            release_id=release_id, index=index, name=name, outcome=outcome, at=now
+                        )
+                    )
+                    return
+                current = session.scalar(
+                    select(ReleaseRow.next_step).where(ReleaseRow.id == release_id)
+                )
+                if current is None:
+                    raise _unknown(release_id)
+                if index > current:
+                    raise InvalidInput(
+                        f"release {release_id!r}: step {index} ({name}) completed while "
+                        f"step {current} is next; steps complete in order"
+                    )
+        except IntegrityError as e:
+            raise InvalidInput(
+                f"release {release_id!r}: step {index} ({name}) is logged already "
+                f"although next_step was {index}: {e.orig}"
+            ) from e
+
+    # Audit
+
+    def record_event(self, event: Event) -> None:
+        row = EventRow(
+            release_id=event.release_id,
+            at=_aware(event.at, "event at"),
+            kind=event.kind,
+            message=event.message,
+            actor=event.actor,
+            data=_json(event.data, "event data"),
+        )
+        with self._tx(write=True) as session:
+            self._require(session, event.release_id)
+            session.add(row)
+
+    def events(self, release_id: str) -> list[Event]:
+        """In time order; events with the same time in the order they were recorded."""
+        query = (
+            select(EventRow)
+            .where(EventRow.release_id == release_id)
+            .order_by(EventRow.at, EventRow.id)
+        )
+        with self._tx(write=False) as session:
+            return [
+                Event(
+                    release_id=row.release_id,
+                    at=row.at,
+                    kind=row.kind,
+                    message=row.message,
+                    actor=row.actor,
+                    data=row.data,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def record_gate_results(self, release_id: str, results: list[GateResult]) -> None:
+        rows = [
+            GateResultRow(
+                release_id=release_id,
+                at=_aware(r.at, f"gate {r.gate} at"),
+                gate=r.gate,
+                verdict=Verdict(r.verdict).value,
+                value=r.value,
+                threshold=r.threshold,
+                window_s=r.window_s,
+                requests=r.requests,
+                reason=r.reason,
+                labels=_json(r.labels, f"gate {r.gate} labels"),
+            )
+            for r in results
+        ]
+        with self._tx(write=True) as session:
+            self._require(session, release_id)
+            session.add_all(rows)
+
+    def gate_results(self, release_id: str, limit: int = 1000) -> list[GateResult]:
+        """The latest ``limit`` results, returned oldest first."""
+        if limit < 1:
+            raise InvalidInput(f"limit {limit}: must be 1 or more")
+        query = (
+            select(GateResultRow)
+            .where(GateResultRow.release_id == release_id)
+            .order_by(GateResultRow.at.desc(), GateResultRow.id.desc())
+            .limit(limit)
+        )
+        with self._tx(write=False) as session:
+            rows = list(session.scalars(query))
+        return [
+            GateResult(
+                gate=row.gate,
+                verdict=Verdict(row.verdict),
+                reason=row.reason,
+                at=row.at,
+                value=row.value,
+                threshold=row.threshold,
+                window_s=row.window_s,
+                requests=row.requests,
+                labels={str(k): str(v) for k, v in row.labels.items()},
+            )
+            for row in reversed(rows)
+        ]
+
+    # Approvals
+
+    def add_approval(self, approval: Approval) -> None:
+        """Idempotent per (release, step, approver): a repeat is ignored, the first stands."""
+        values = {
+            "release_id": approval.release_id,
+            "step": approval.step,
+            "approver": approval.approver,
+            "role": approval.role,
+            "at": _aware(approval.at, "approval at"),
+            "comment": approval.comment,
+        }
+        keys = ["release_id", "step", "approver"]
+        if self._dialect == "postgresql":
+            statement: Any = (
+                pg_insert(ApprovalRow).values(values).on_conflict_do_nothing(index_elements=keys)
+            )
+        else:
+            statement = (
+                sqlite_insert(ApprovalRow)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=keys)
+            )
+        with self._tx(write=True) as session:
+            self._require(session, approval.release_id)
+            session.execute(statement)
+
+    def approvals(self, release_id: str) -> list[Approval]:
+        query = (
+            select(ApprovalRow)
+            .where(ApprovalRow.release_id == release_id)
+            .order_by(ApprovalRow.at, ApprovalRow.id)
+        )
+        with self._tx(write=False) as session:
+            return [
+                Approval(
+                    release_id=row.release_id,
+                    step=row.step,
+                    approver=row.approver,
+                    role=row.role,
+                    at=row.at,
+                    comment=row.comment,
+                )
+                for row in session.scalars(query)
+            ]
+
+    # Target state
+
+    def save_target_state(self, release_id: str, state: dict[str, Any]) -> None:
+        values = {
+            "release_id": release_id,
+            "state": _json(state, "target state"),
+            "updated_at": _now(),
+        }
+        if self._dialect == "postgresql":
+            pg = pg_insert(TargetStateRow).values(values)
+            statement: Any = pg.on_conflict_do_update(
+                index_elements=["release_id"],
+                set_={"state": pg.excluded.state, "updated_at": pg.excluded.updated_at},
+            )
+        else:
+            lite = sqlite_insert(TargetStateRow).values(values)
+            statement = lite.on_conflict_do_update(
+                index_elements=["release_id"],
+                set_={"state": lite.excluded.state, "updated_at": lite.excluded.updated_at},
+            )
+        with self._tx(write=True) as session:
+            self._require(session, release_id)
+            session.execute(statement)
+
+    def target_state(self, release_id: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as session:
+            row = session.get(TargetStateRow, release_id)
+            return None if row is None else row.state
