@@ -124,9 +124,9 @@ class FakeTarget:
         )
 
     def set_weight(self, weight: int) -> None:
+        self.calls.append(("weight", weight))  # every call: a repeated shift must show
         if self.state_.candidate_weight == weight:
             return
-        self.calls.append(("weight", weight))
         self.weights.append(weight)
         self.state_ = replace(self.state_, candidate_weight=weight)
 

@@ -223,6 +223,7 @@ def test_crash_at_every_step_boundary_then_resume_never_repeats_a_shift(
     out = h.executor().run()
     assert out.phase is Phase.PROMOTED, out.reason
     assert h.target.weights == [25, 100]
+    assert [c for c in h.target.calls if c[0] == "weight"] == [("weight", 25), ("weight", 100)]
     assert [c[0] for c in h.target.calls].count("deploy") == 1
     assert [c[0] for c in h.target.calls].count("promote") == 1
     final = h.store.get_release(s.release_id)
