@@ -153,7 +153,9 @@ class GateEvaluator:
         self, gate: GateSpec, live: Sequence[Release], at: datetime
     ) -> dict[Subject, GateResult]:
         step = _range_step(gate)
-        start = at - timedelta(seconds=gate.sustained_for)
+        # Far enough back for the streak and for every window the confirmation sums.
+        confirm_span = gate.window * (max(1, math.ceil(gate.confirm_s / gate.window - 1e-9)) - 1)
+        start = at - timedelta(seconds=max(gate.sustained_for, confirm_span))
         self.queries += 1
         series = self.provider.counts_range(
             self.profile, [r.candidate for r in live], gate.window, start, at, step

@@ -55,9 +55,13 @@ def regex_matcher(label: str, values: Iterable[str]) -> str:
     return f'{label}=~"{alts}"'
 
 
-def _placeholders(template: str) -> list[tuple[str, int, bool]]:
-    """(name, position, inside_string) for each placeholder, walking PromQL's string syntax."""
-    found: list[tuple[str, int, bool]] = []
+def _placeholders(template: str) -> list[tuple[str, int, str | None]]:
+    """(name, position, enclosing quote or None) for each placeholder.
+
+    Walks PromQL's string and comment syntax: a ``#`` outside strings starts a comment
+    that runs to the end of the line, and quotes inside it open no string.
+    """
+    found: list[tuple[str, int, str | None]] = []
     quote: str | None = None
     i = 0
     while i < len(template):
@@ -74,10 +78,14 @@ def _placeholders(template: str) -> list[tuple[str, int, bool]]:
             quote = ch
             i += 1
             continue
+        elif ch == "#":
+            end = template.find("\n", i)
+            i = len(template) if end < 0 else end
+            continue
         if ch == "$":
             m = _PLACEHOLDER.match(template, i)
             if m:
-                found.append((m.group(1) or m.group(2), i, quote == '"'))
+                found.append((m.group(1) or m.group(2), i, quote))
                 i = m.end()
                 continue
         i += 1
@@ -88,18 +96,18 @@ def _placeholders(template: str) -> list[tuple[str, int, bool]]:
 
 def check_template(template: str, *, field: str = "query") -> None:
     """Raise InvalidInput unless every placeholder is known and placed where it is safe."""
-    for name, pos, in_string in _placeholders(template):
+    for name, pos, quote in _placeholders(template):
         if name not in VARIABLES:
             raise InvalidInput(
                 f"{field}: unknown variable ${name} at position {pos}; "
                 f"allowed: {', '.join('$' + v for v in VARIABLES)}"
             )
-        if name in LABEL_VARIABLES and not in_string:
+        if name in LABEL_VARIABLES and quote != '"':
             raise InvalidInput(
                 f'{field}: ${name} at position {pos} must stand inside a "double-quoted" '
                 "label value, where it is escaped"
             )
-        if name in DURATION_VARIABLES and in_string:
+        if name in DURATION_VARIABLES and quote is not None:
             raise InvalidInput(f"{field}: ${name} at position {pos} must stand outside strings")
 
 

@@ -91,7 +91,10 @@ class GateSpec(_Strict):
         for field in ("query", "requests_query"):
             tpl = getattr(self, field)
             if tpl is not None:
-                check_template(tpl, field=f"{where}: {field}")
+                try:
+                    check_template(tpl, field=f"{where}: {field}")
+                except InvalidInput as e:  # a ValueError, so the file and field are named
+                    raise ValueError(str(e)) from e
         if self.window <= 0:
             raise ValueError(f"{where}: window must be longer than 0s")
         if self.interval <= 0:
@@ -108,6 +111,8 @@ class GateSpec(_Strict):
             raise ValueError(f"{where}: a baseline gate needs max_increase")
         if self.kind is not Kind.THRESHOLD and self.sustained_for:
             raise ValueError(f"{where}: sustained_for applies to threshold gates only")
+        if self.metric is not Metric.ERROR_RATIO and self.sustained_for:
+            raise ValueError(f"{where}: sustained_for applies to error_ratio gates only")
         if self.sustained_for and self.sustained_for < self.interval:
             raise ValueError(
                 f"{where}: sustained_for {format_duration(self.sustained_for)} is shorter "

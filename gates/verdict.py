@@ -372,6 +372,13 @@ def judge_baseline(
     if math.isnan(value):
         return _result(gate, Verdict.INCONCLUSIVE, f"{gate.subject} is NaN", at, window_s=window_s)
     increase = value - base_value
+    if math.isnan(increase):
+        return _result(
+            gate, Verdict.INCONCLUSIVE,
+            f"candidate {gate.subject} {fmt_value(gate, value)} and baseline "
+            f"{fmt_value(gate, base_value)} cannot be compared over {format_duration(window_s)}",
+            at, value=value, window_s=window_s, requests=requests,
+        )
     breach = increase > gate.max_increase
     limit = fmt_value(gate, gate.max_increase).replace("%", " points") if (
         gate.metric is Metric.ERROR_RATIO

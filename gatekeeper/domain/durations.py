@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ def parse_duration(text: str | float | int) -> float:
     if isinstance(text, bool):
         raise ValueError(f"duration {text!r} is not a duration")
     if isinstance(text, int | float):
+        if not math.isfinite(text):
+            raise ValueError(f"duration {text!r} is not a finite number of seconds")
         if text < 0:
             raise ValueError(f"duration {text!r} is negative")
         return float(text)
@@ -38,9 +41,9 @@ def parse_duration(text: str | float | int) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest exact form: 120 -> "2m", 90 -> "1m30s", 0.5 -> "500ms"."""
-    if seconds <= 0:
+    ms = round(seconds * 1000) if seconds > 0 else 0
+    if ms <= 0:
         return "0s"
-    ms = round(seconds * 1000)
     if ms % 1000:
         return f"{ms}ms"
     rest = ms // 1000
