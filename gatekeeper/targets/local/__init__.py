@@ -1,0 +1,13 @@
+"""The local target: versions run as processes behind a weighted router on loopback.
+
+Modules:
+    target        LocalProcessTarget, the Target protocol over local processes
+    router        the weighted reverse proxy (its own process, so it outlives a controller)
+    demo_service  a small HTTP service exporting the ``http`` metric profile
+    loadgen       a bounded, loopback-only load generator
+    file_sd       Prometheus file_sd output for the versions the target runs
+"""
+
+from .target import LocalProcessTarget, fill_command
+
+__all__ = ["LocalProcessTarget", "fill_command"]

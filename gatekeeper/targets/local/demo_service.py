@@ -1,0 +1,239 @@
+"""A demo HTTP service: answers with its app and version, fails and slows on request.
+
+    python -m gatekeeper.targets.local.demo_service --app demo --version v2 --port 8081 \
+        [--error-rate 0.08] [--latency-ms 20] [--latency-jitter-ms 5] \
+        [--slow-share 0.0 --slow-ms 650] [--host 127.0.0.1]
+
+``GET /healthz`` always answers 200; ``GET /metrics`` is the Prometheus exposition with
+``http_requests_total{app,version,code}`` and ``http_request_duration_seconds{app,version}``
+(the ``http`` metric profile). Any other path is an application request: 500 with
+probability ``error_rate``, 200 otherwise, after sleeping the configured latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+CODES = ("200", "500")
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the service answers application requests."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 20.0
+    latency_jitter_ms: float = 5.0
+    slow_share: float = 0.0
+    slow_ms: float = 650.0
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "slow_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        for name in ("latency_ms", "latency_jitter_ms", "slow_ms"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, got {value}")
+
+    def delay_s(self, rng: random.Random) -> float:
+        if self.slow_share > 0 and rng.random() < self.slow_share:
+            ms = self.slow_ms
+        else:
+            ms = self.latency_ms + rng.uniform(-self.latency_jitter_ms, self.latency_jitter_ms)
+        return max(0.0, ms) / 1000.0
+
+
+class DemoServer(ThreadingHTTPServer):
+    """A threaded HTTP server carrying the service's identity, behaviour and metrics."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        app: str,
+        version: str,
+        behaviour: Behaviour,
+        seed: int | None = None,
+    ) -> None:
+        self.app = app
+        self.version = version
+        self.behaviour = behaviour
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by response code.",
+            ["app", "version", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["app", "version"],
+            registry=self.registry,
+        )
+        # Series that exist from the start at 0, so increase() sees their first errors.
+        for code in CODES:
+            self.requests.labels(app, version, code)
+        self.duration.labels(app, version)
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        super().__init__(address, DemoHandler)
+
+    def draw(self) -> tuple[float, bool]:
+        """The delay and whether this request fails."""
+        with self._rng_lock:
+            delay = self.behaviour.delay_s(self._rng)
+            fail = self.behaviour.error_rate > 0 and self._rng.random() < self.behaviour.error_rate
+        return delay, fail
+
+
+class DemoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: DemoServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per request would drown the log
+
+    def _send(
+        self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-App", self.server.app)
+        self.send_header("X-Version", self.server.version)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _drain_body(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 0:
+            self.rfile.read(length)
+
+    def _handle(self) -> None:
+        self._drain_body()
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._send(200, b"ok\n")
+            return
+        if path == "/metrics":
+            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+            return
+        start = time.perf_counter()
+        delay, fail = self.server.draw()
+        if delay > 0:
+            time.sleep(delay)
+        code = 500 if fail else 200
+        app, version = self.server.app, self.server.version
+        text = "error" if fail else "ok"
+        body = f"{app} {version} {text}\n".encode()
+        self.server.requests.labels(app, version, str(code)).inc()
+        self.server.duration.labels(app, version).observe(time.perf_counter() - start)
+        self._send(code, body)
+
+    do_GET = _handle
+    do_HEAD = _handle
+    do_POST = _handle
+    do_PUT = _handle
+    do_DELETE = _handle
+    do_PATCH = _handle
+
+
+def serve(server: ThreadingHTTPServer) -> None:
+    """Serve until SIGTERM or SIGINT, then close the socket and return."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m gatekeeper.targets.local.demo_service", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--app", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--port", type=_port, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--error-rate", type=_share, default=0.0)
+    p.add_argument("--latency-ms", type=_non_negative, default=20.0)
+    p.add_argument("--latency-jitter-ms", type=_non_negative, default=5.0)
+    p.add_argument("--slow-share", type=_share, default=0.0)
+    p.add_argument("--slow-ms", type=_non_negative, default=650.0)
+    p.add_argument("--seed", type=int, default=None, help="random seed (reproducible runs)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    behaviour = Behaviour(
+        error_rate=args.error_rate,
+        latency_ms=args.latency_ms,
+        latency_jitter_ms=args.latency_jitter_ms,
+        slow_share=args.slow_share,
+        slow_ms=args.slow_ms,
+    )
+    try:
+        server = DemoServer(
+            (args.host, args.port),
+            app=args.app,
+            version=args.version,
+            behaviour=behaviour,
+            seed=args.seed,
+        )
+    except OSError as e:
+        print(f"demo_service: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    host, port = server.server_address[:2]
+    print(f"demo_service: {args.app} {args.version} on http://{host!s}:{port}", flush=True)
+    serve(server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
