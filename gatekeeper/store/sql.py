@@ -123,7 +123,11 @@ def _engine(url: URL) -> Engine:
             url, json_serializer=_dumps, connect_args=connect_args, poolclass=StaticPool
         )
     else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GatekeeperError(f"store {_shown(url)}: cannot create {folder}: {e}") from e
         engine = create_engine(url, json_serializer=_dumps, connect_args=connect_args)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
@@ -226,7 +230,13 @@ class SqlStore:
             migrate(engine)
         except OperationalError as e:
             engine.dispose()
-            raise GatekeeperError(f"store {_shown(parsed)}: cannot open: {e.orig}") from e
+            message = f"store {_shown(parsed)}: cannot open: {e.orig}"
+            if parsed.get_backend_name() == "postgresql":
+                raise TemporaryError(message, delay=5.0) from e  # server down or restarting
+            raise GatekeeperError(message) from e
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise GatekeeperError(f"store {_shown(parsed)}: cannot migrate: {e}") from e
         except BaseException:
             engine.dispose()
             raise
