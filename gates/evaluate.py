@@ -81,7 +81,7 @@ class GateEvaluator:
         for r in releases:
             elapsed = (at - r.started).total_seconds()
             if elapsed <= 0:
-                results[r.candidate] = v.no_data(gate, at, gate.window, "release not started")
+                results[r.candidate] = v.not_started(gate, at)
             else:
                 live.append(r)
         if not live:

@@ -78,6 +78,11 @@ def no_data(gate: GateSpec, at: datetime, window_s: float, why: str = "no data")
     )
 
 
+def not_started(gate: GateSpec, at: datetime) -> GateResult:
+    """Before the release starts there is nothing to judge, whatever the no-data policy."""
+    return _result(gate, Verdict.INCONCLUSIVE, "release not started", at, window_s=0.0)
+
+
 def provider_error(gate: GateSpec, at: datetime, error: str) -> GateResult:
     """A query that kept failing: inconclusive (and fails closed at the deadline)."""
     return _result(gate, Verdict.INCONCLUSIVE, f"measurement error: {error}", at)

@@ -222,7 +222,8 @@ def test_yaml_nan_window_is_refused() -> None:
 def test_scaled_divides_every_duration_and_nothing_else() -> None:
     gs = default_gates().scaled(60)
     abort, sustained, latency = gs.gates
-    assert (abort.window, abort.interval, abort.inconclusive_deadline) == (2.0, 10 / 60, 30.0)
+    assert (abort.window, abort.interval, abort.inconclusive_deadline) == (2.0, 0.25, 30.0)
+    assert sustained.interval == 0.5
     assert (sustained.window, sustained.sustained_for, sustained.confirm_window) == (
         5.0, 15.0, 15.0,
     )
