@@ -79,5 +79,6 @@ def test_flip_to_eight_percent_errors_fails_within_three_scrape_intervals(servic
             time.sleep(0.05)
         provider.close()
     assert failed_after is not None, live.latest
+    print(f"live gate: fail {failed_after:.2f}s after the flip (scrape {SCRAPE_S:g}s)")
     assert failed_after <= 3 * SCRAPE_S, f"fail after {failed_after:.2f}s"
     assert live.latest["abort"].reason.startswith("abort: error ratio")
