@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Update, create_engine, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -135,9 +137,13 @@ def _engine(url: URL) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Run the Alembic migrations to head, in one write transaction."""
+    """Run the Alembic migrations to head, in one write transaction (none when at head)."""
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        if set(MigrationContext.configure(connection).get_current_heads()) == heads:
+            return
     with engine.execution_options(**{_WRITE: True}).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -647,6 +647,20 @@ def test_a_writer_waits_for_another_and_readers_do_not(sqlite_url: str, tmp_path
         assert got is not None and got.reason == "held"
 
 
+def test_opening_a_current_store_needs_no_write_lock(sqlite_url: str, tmp_path: Path) -> None:
+    SqlStore.open(sqlite_url).close()
+    holder = sqlite3.connect(str(tmp_path / "gatekeeper.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with SqlStore.open(sqlite_url) as store:
+            assert store.list_releases() == []
+        assert time.monotonic() - started < 5
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_in_memory_sqlite_works() -> None:
     with SqlStore.open("sqlite://") as store:
         store.create_release(release())
