@@ -166,7 +166,7 @@ def serve(server: ThreadingHTTPServer) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
 

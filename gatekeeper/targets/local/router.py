@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threads = [
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
         for server in (proxy, admin)
     ]
     for t in threads:

@@ -339,6 +339,15 @@ def stop_process(pid: int, started: str | None, timeout: float = STOP_TIMEOUT_S)
             child.wait(timeout=2.0)
 
 
+def stop_processes(processes: list[tuple[int, str | None]]) -> None:
+    """Stop several processes at once: SIGTERM to all first, then wait for each."""
+    for pid, started in processes:
+        if pid_alive(pid, started):
+            _signal_group(pid, signal.SIGTERM)
+    for pid, started in processes:
+        stop_process(pid, started)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -648,14 +657,9 @@ class LocalProcessTarget:
         with self._lock:
             self.close()
             s = self._state
-            if s.router is not None:
-                stop_process(s.router.pid, s.router.started)
-            records: list[tuple[int, str | None]] = [
-                (r.pid, r.started) for r in (s.stable, s.candidate) if r is not None
-            ]
-            records += [(r.pid, r.started) for r in s.retiring]
-            for pid, started in records:
-                stop_process(pid, started)
+            processes = [(r.pid, r.started) for r in (s.router, s.stable, s.candidate) if r]
+            processes += [(r.pid, r.started) for r in s.retiring]
+            stop_processes(processes)
             self._state = LocalState(app=self.app)
             self._save()
             self._log("local target shut down: router and versions stopped")
@@ -1027,4 +1031,5 @@ __all__ = [
     "pid_alive",
     "save_state",
     "stop_process",
+    "stop_processes",
 ]
