@@ -21,9 +21,9 @@ install-dev: $(BIN)/python  ## install the gatekeeper with test tools into .venv
 demo: install  ## install, then run one good and one bad release on this machine
 	$(BIN)/gatekeeper demo
 
-test: install-dev  ## install what the tests need (Prometheus, test bed) and run every test
+test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed) and run every test
 	scripts/test-deps
-	$(BIN)/pytest
+	scripts/with-postgres $(BIN)/pytest
 
 test-unit: install-dev  ## unit tests only
 	$(BIN)/pytest tests/unit
@@ -40,3 +40,4 @@ lint: install-dev  ## ruff, mypy and the import contracts
 bench: install-dev  ## benchmarks (on demand, not in CI)
 	scripts/test-deps
 	$(BIN)/python bench/gate_eval.py
+	$(BIN)/python bench/detection.py
