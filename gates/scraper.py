@@ -21,9 +21,12 @@ How an increase over ``(at - window, at]`` is computed, per series:
 * A series needs at least one sample inside the window and two samples in all; a
   subject without such a series is absent from the result.
 
-Samples are stamped with the scrape's start time; timestamps in the exposition are
-ignored. Every scraped sample gets the target's URL as an extra identity, as Prometheus
-adds ``instance``, so identical label sets from two targets are two series.
+Samples are stamped when the target's answer is stored, not when the scrape starts as
+Prometheus does (the difference is one round trip): a scrape still in flight when a
+query for "now" runs would otherwise hold a sample stamped inside the window that the
+query cannot see, cutting the window short by one interval. Timestamps in the
+exposition are ignored. Every sample gets the target's URL as an extra identity, as
+Prometheus adds ``instance``, so identical label sets from two targets are two series.
 """
 
 from __future__ import annotations
@@ -216,7 +219,6 @@ class _Series:
 @dataclass
 class _TargetState:
     error: str | None = None
-    last_success: float | None = None
     failing_since: float | None = None
 
 
@@ -293,12 +295,15 @@ class ScraperProvider:
     # -- scraping ---------------------------------------------------------------------------
 
     def scrape_once(self, now: datetime | None = None) -> dict[str, str | None]:
-        """Scrape every target once, stamping samples with ``now``; returns target errors."""
-        when = now if now is not None else self._clock()
-        ts = when.timestamp()
+        """Scrape every target once; returns each target's error (None: it answered).
+
+        Samples are stamped with ``now`` when given, else with the clock's time when the
+        target's answer is stored, read under the store's lock: a query for an instant
+        after that stamp cannot run before the samples are in.
+        """
         targets = self.targets
         if len(targets) <= 1:
-            fetched = [self._fetch(url) for url in targets]
+            done = [self._scrape_target(url, now) for url in targets]
         else:
             with self._lock:
                 if self._pool is None:
@@ -306,24 +311,32 @@ class ScraperProvider:
                         max_workers=MAX_SCRAPE_WORKERS, thread_name_prefix="scraper"
                     )
                 pool = self._pool
-            fetched = list(pool.map(self._fetch, targets))
-        results: dict[str, str | None] = {}
+            done = list(pool.map(self._scrape_target, targets, [now] * len(targets)))
         with self._lock:
-            for url, (samples, error) in zip(targets, fetched, strict=True):
-                results[url] = error
-                state = self._targets.get(url)
-                if state is None:
-                    continue  # removed while it was being scraped
-                self._note(url, state, error, ts)
-                for name, labels, value in samples:
-                    key = (url, labels)
-                    series = self._series.setdefault(name, {}).get(key)
-                    if series is None:
-                        series = self._series[name][key] = _Series()
-                    series.append(ts, value)
-            self._expire(ts - self.retention_s)
+            stamps = [ts for _, ts in done]
+            if now is not None:
+                stamps.append(now.timestamp())
+            if stamps:
+                self._expire(max(stamps) - self.retention_s)
             self.scrapes += 1
-        return results
+        return {url: error for url, (error, _) in zip(targets, done, strict=True)}
+
+    def _scrape_target(self, url: str, now: datetime | None) -> tuple[str | None, float]:
+        """Fetch one target and store its samples; returns (error, stamp)."""
+        samples, error = self._fetch(url)
+        with self._lock:
+            ts = (now if now is not None else self._clock()).timestamp()
+            state = self._targets.get(url)
+            if state is None:
+                return error, ts  # removed while it was being scraped
+            self._note(url, state, error, ts)
+            for name, labels, value in samples:
+                by_key = self._series.setdefault(name, {})
+                series = by_key.get((url, labels))
+                if series is None:
+                    series = by_key[(url, labels)] = _Series()
+                series.append(ts, value)
+        return error, ts
 
     def _fetch(self, url: str) -> tuple[list[tuple[str, Labels, float]], str | None]:
         """The kept samples of one target, or the reason it gave none."""
@@ -344,9 +357,11 @@ class ScraperProvider:
 
     def _note(self, url: str, state: _TargetState, error: str | None, ts: float) -> None:
         if error is None:
-            if state.error is not None:
-                log.info("scrape target %s answers again", url)
-            state.error, state.failing_since, state.last_success = None, None, ts
+            if state.error is not None and state.failing_since is not None:
+                log.info(
+                    "scrape target %s answers again after %.0fs", url, ts - state.failing_since
+                )
+            state.error, state.failing_since = None, None
             return
         if state.error is None:
             log.warning("scrape of %s failed: %s", url, error)
@@ -410,7 +425,7 @@ class ScraperProvider:
         next_at = time.monotonic()
         while not stop.is_set():
             try:
-                self.scrape_once(self._clock())
+                self.scrape_once()
             except Exception:  # the thread must outlive any one bad scrape
                 log.exception("scrape failed")
             next_at += self.interval_s

@@ -642,6 +642,25 @@ def test_a_clock_going_backwards_does_not_reorder_history() -> None:
     assert provider.counts(HTTP, [A1], 3, at(3)) == {A1: Counts(requests=30, errors=0)}
 
 
+def test_without_now_each_target_is_stamped_by_the_clock_when_stored() -> None:
+    fake = FakeTargets()
+    ticks = iter([0.0, 0.25, 1.0, 1.25, 2.0, 2.25, 3.0, 3.25])
+    provider = ScraperProvider(
+        [POD_A, POD_B], clock=lambda: at(next(ticks)), transport=httpx.MockTransport(fake.handler)
+    )
+    for t in range(4):
+        fake.frame = {POD_A: [req("shop", "v1", "200", 10 * t)], POD_B: []}
+        assert provider.scrape_once() == {POD_A: None, POD_B: None}
+    series = provider._series["http_requests_total"]
+    (only,) = series.values()
+    stamps = sorted(x - T0.timestamp() for x in only.times)
+    assert len(stamps) == 4 and all(
+        s in (0.0, 0.25, 1.0, 1.25, 2.0, 2.25, 3.0, 3.25) for s in stamps
+    )
+    assert provider.counts(HTTP, [A1], 3, at(3.25)) == {A1: Counts(requests=30, errors=0)}
+    provider.close()
+
+
 # -- the background thread ------------------------------------------------------------------
 
 
