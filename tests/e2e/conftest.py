@@ -27,10 +27,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def bed() -> Iterator[ClusterBed]:
+    reason = ""
     try:
         started = start_bed()
     except BedError as exc:
-        pytest.fail(f"e2e test bed unavailable: {exc}", pytrace=False)
+        reason = str(exc)
+    if reason:
+        pytest.fail(f"e2e test bed unavailable: {reason}", pytrace=False)
     print(
         f"\ne2e test bed up in {started.startup_seconds:.1f}s: "
         f"apiserver {started.server}, argo-server {started.argo_url}"

@@ -112,6 +112,7 @@ class PodExecutor:
             _kill_group(proc)
         for worker in self._workers:
             worker.join(timeout=10)
+        self.api.close()
         self._log.close()
 
     def log(self, message: str) -> None:

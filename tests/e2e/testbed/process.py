@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -18,12 +19,12 @@ def free_port() -> int:
         return port
 
 
-def log_tail(path: Path, lines: int = 25) -> str:
+def log_tail(path: Path, lines: int = 12, width: int = 300) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(line[:width] for line in text.splitlines()[-lines:])
 
 
 class ManagedProcess:
@@ -52,6 +53,7 @@ class ManagedProcess:
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def alive(self) -> bool:
@@ -86,6 +88,18 @@ class ManagedProcess:
         # Anything the component left in its group goes too.
         _signal_group(self.proc.pid, signal.SIGKILL)
         self._log.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: the component gets SIGKILL if the test process dies without tearing down."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
