@@ -45,6 +45,18 @@ def bed() -> Iterator[ClusterBed]:
 
 
 @pytest.fixture(scope="session")
+def kubeconfig(bed: ClusterBed) -> Path:
+    """The bed admin's kubeconfig file."""
+    return bed.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def argo_url(bed: ClusterBed) -> str:
+    """argo-server's base URL (plain HTTP on loopback; send a bearer token)."""
+    return bed.argo_url
+
+
+@pytest.fixture(scope="session")
 def kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
     """An API client for the bed's admin, built from the kubeconfig the bed hands out."""
     api = config.new_client_from_config(config_file=str(bed.kubeconfig))
