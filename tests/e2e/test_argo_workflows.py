@@ -158,3 +158,32 @@ def test_workflow_whose_second_step_exits_1_fails_and_runs_its_exit_handler(
     exit_handler = nodes[f"{name}.onExit"]
     assert exit_handler["phase"] == "Succeeded"
     assert trail.read_text().splitlines() == ["first", "second", "cleanup saw Failed"]
+
+
+def test_script_template_runs_its_source_locally(
+    bed: ClusterBed, argo: httpx.Client, tmp_path: Path
+) -> None:
+    trail = tmp_path / "trail.txt"
+    workflow = {
+        "metadata": {"generateName": "script-"},
+        "spec": {
+            "entrypoint": "say",
+            "templates": [
+                {
+                    "name": "say",
+                    "script": {
+                        "image": "registry.invalid/shell:1",
+                        "command": ["/bin/sh"],
+                        "source": f"echo from-script > {trail}\necho done\n",
+                    },
+                }
+            ],
+        },
+    }
+
+    name = submit(argo, bed.argo_namespace, workflow)
+    finished = wait_finished(argo, bed.argo_namespace, name)
+
+    assert finished["status"]["phase"] == "Succeeded", finished["status"].get("message")
+    assert trail.read_text() == "from-script\n"
+    assert nodes_by_display_name(finished)[name]["outputs"]["result"] == "done"

@@ -109,3 +109,12 @@ def reference_crds() -> list[Path]:
             "gateway-api/*.yaml beside the repository)"
         )
     return argo + gateway
+
+
+def helm_binary() -> Path:
+    """The pinned helm, built by the same script, for tests of the charts."""
+    versions = read_versions()
+    helm = cache_dir() / f"helm-{versions['HELM_VERSION']}" / "bin" / "helm"
+    if not os.access(helm, os.X_OK):
+        raise MissingPieceError(f"helm is not built: missing {helm}. Run `{BUILD_SCRIPT} helm`.")
+    return helm
