@@ -10,9 +10,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
@@ -415,3 +417,93 @@ def test_router_carries_a_few_hundred_requests_a_second(make_target: MakeTarget)
     assert stats.by_status.get(200, 0) >= 0.9 * 600
     assert 0.08 <= stats.by_backend["candidate"] / stats.answered <= 0.12
     assert stats.by_version["v2"] == stats.by_backend["candidate"]
+
+
+def test_a_dead_router_restarts_on_its_port_with_its_routing(make_target: MakeTarget) -> None:
+    target = started(make_target())
+    target.set_weight(25)
+    url = target.traffic_url()
+    router_pid = int(details(target)["router_pid"])
+    os.killpg(router_pid, signal.SIGKILL)
+    while pid_alive(router_pid):
+        time.sleep(0.01)
+    state = target.state()
+    assert state.details["router"] == "down" and state.candidate_weight == 25
+
+    target.ensure_stable(service("v1"))  # the next step brings the router back
+    assert int(details(target)["router_pid"]) != router_pid
+    assert target.traffic_url() == url
+    assert target.state().candidate_weight == 25
+    assert route(url, 100)["candidate"] == 25
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers with what it received: method, path, headers and body, as JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _echo(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        out = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body.decode(),
+            }
+        ).encode()
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(out)))
+        self.send_header("X-Echo", "yes")
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _echo
+
+
+def test_router_forwards_method_path_headers_and_body(tmp_path: Path) -> None:
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    echo.daemon_threads = True
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    state_file = tmp_path / "router.json"
+    cmd = [
+        sys.executable, "-m", "gatekeeper.targets.local.router", "--port", "0",
+        "--admin-port", "0", "--state-file", str(state_file),
+    ]  # fmt: skip
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) as proc:
+        try:
+            deadline = time.monotonic() + 10
+            while not state_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            info = json.loads(state_file.read_text())
+            admin = http.client.HTTPConnection("127.0.0.1", info["admin_port"], timeout=5)
+            stable = f"127.0.0.1:{echo.server_address[1]}"
+            admin.request("PUT", "/weights", body=json.dumps({"stable": stable, "weight": 0}))
+            assert admin.getresponse().status == 200
+            admin.close()
+
+            conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=5)
+            conn.request("POST", "/orders/7?x=1&y=2", body=b'{"qty": 3}', headers={"X-Trace": "t1"})
+            resp = conn.getresponse()
+            got = json.loads(resp.read())
+            assert resp.status == 201
+            assert resp.getheader("X-Echo") == "yes"
+            assert resp.getheader("X-Gatekeeper-Backend") == "stable"
+            assert got["method"] == "POST" and got["path"] == "/orders/7?x=1&y=2"
+            assert got["headers"]["x-trace"] == "t1" and got["body"] == '{"qty": 3}'
+            assert got["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+            # A chunked body arrives whole, with its length.
+            conn.request("PUT", "/c", body=iter([b"ab", b"cd"]), encode_chunked=True)
+            got = json.loads(conn.getresponse().read())
+            assert got["body"] == "abcd" and got["headers"]["content-length"] == "4"
+            conn.close()
+            assert json.loads(state_file.read_text())["routing"]["stable"] == stable
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=5) == 0
+            echo.shutdown()
+            echo.server_close()

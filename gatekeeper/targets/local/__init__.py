@@ -8,6 +8,21 @@ Modules:
     file_sd       Prometheus file_sd output for the versions the target runs
 """
 
-from .target import LocalProcessTarget, fill_command
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .target import LocalProcessTarget, fill_command
 
 __all__ = ["LocalProcessTarget", "fill_command"]
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use, so `python -m gatekeeper.targets.local.router` does not load
+    # the router module twice.
+    if name in __all__:
+        from . import target
+
+        return getattr(target, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -296,7 +296,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             return
         name, address = chosen
         host, _, port = address.rpartition(":")
-        skip = HOP_BY_HOP | {"content-length", "x-forwarded-for"}
+        skip = HOP_BY_HOP | {"content-length", "x-forwarded-for", "expect"}
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in skip]
         headers.append(("Connection", "close"))
         if body or self.command in ("POST", "PUT", "PATCH"):
@@ -329,7 +329,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
             for k, v in resp.getheaders():
                 if k.lower() not in HOP_BY_HOP and k.lower() not in REPLACED:
                     self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+            length = str(len(data))
+            if self.command == "HEAD":  # no body came; say the size a GET would have
+                length = resp.getheader("Content-Length") or length
+            self.send_header("Content-Length", length)
             self.send_header(BACKEND_HEADER, name)
             self.end_headers()
             if self.command != "HEAD":
