@@ -85,6 +85,7 @@ class GateSpec(_Strict):
     guard: bool = False
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_effect: float = Field(default=0.0, ge=0)
+    confidence: float = Field(default=0.95, ge=0, lt=1)  # error_ratio gates; 0 turns it off
 
     @model_validator(mode="after")
     def _consistent(self) -> GateSpec:

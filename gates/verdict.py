@@ -7,6 +7,8 @@ count, e.g. "abort: error ratio 6.1% > 5% over 2m (2,412 requests)".
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from statistics import NormalDist
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -14,7 +16,7 @@ from gatekeeper.domain.durations import format_duration
 from gatekeeper.domain.verdicts import GateResult, Verdict, worst
 
 from .provider import Buckets, Counts
-from .spec import GateSpec, Metric, NoData
+from .spec import Comparison, GateSpec, Metric, NoData
 
 
 def fmt_value(gate: GateSpec, value: float) -> str:
@@ -156,7 +158,36 @@ def judge_error_ratio(
         return no_data(gate, at, window_s)
     if _too_little(gate, counts.requests):
         return _little_traffic(gate, at, window_s, counts.requests, {})
-    return _compare(gate, error_ratio(counts), at, window_s, counts.requests, {})
+    result = _compare(gate, error_ratio(counts), at, window_s, counts.requests, {})
+    if result.verdict is not Verdict.FAIL or not gate.confidence:
+        return result
+    # A breach seen in few requests may be noise: it fails only when the Wilson bound
+    # at the gate's confidence is past the threshold too; until then it warns (holds).
+    assert gate.threshold is not None
+    upper = gate.comparison in (Comparison.LT, Comparison.LE)
+    bound = wilson_bound(counts.errors, counts.requests, gate.confidence, upper=upper)
+    if gate.comparison.breaches(bound, gate.threshold):
+        return result
+    return replace(
+        result,
+        verdict=Verdict.WARN,
+        reason=(
+            f"{result.reason}; not significant at {fmt_pct(gate.confidence)} "
+            f"({'upper' if upper else 'lower'} bound {fmt_pct(bound)})"
+        ),
+    )
+
+
+def wilson_bound(errors: float, requests: float, confidence: float, *, upper: bool) -> float:
+    """One-sided Wilson score bound of errors/requests at ``confidence``."""
+    if requests <= 0:
+        return math.nan
+    z = NormalDist().inv_cdf(confidence)
+    p = min(max(errors / requests, 0.0), 1.0)
+    n = requests
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre + margin if upper else centre - margin
 
 
 def share_at_or_under(buckets: Buckets, bound_s: float) -> tuple[float, bool]:

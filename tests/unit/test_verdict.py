@@ -50,8 +50,19 @@ LATENCY_BASELINE = GateSpec(
             "abort: error ratio 1% <= 5% over 2m (1,000 requests)", id="below-threshold-passes",
         ),
         pytest.param(
-            ABORT, Counts(1000, 60), Verdict.FAIL,
-            "abort: error ratio 6% > 5% over 2m (1,000 requests)", id="above-threshold-fails",
+            ABORT, Counts(1000, 60), Verdict.WARN,
+            "abort: error ratio 6% > 5% over 2m (1,000 requests); not significant at 95% "
+            "(lower bound 4.88%)",
+            id="above-threshold-in-1000-requests-is-not-yet-significant",
+        ),
+        pytest.param(
+            ABORT, Counts(1000, 80), Verdict.FAIL,
+            "abort: error ratio 8% > 5% over 2m (1,000 requests)", id="significant-breach-fails",
+        ),
+        pytest.param(
+            ABORT.model_copy(update={"confidence": 0.0}), Counts(1000, 60), Verdict.FAIL,
+            "abort: error ratio 6% > 5% over 2m (1,000 requests)",
+            id="confidence-zero-fails-on-the-observed-ratio",
         ),
         pytest.param(
             ABORT, Counts(1000, 50), Verdict.PASS,
@@ -79,12 +90,14 @@ LATENCY_BASELINE = GateSpec(
             id="just-under-minimum-inconclusive-even-at-50pct",
         ),
         pytest.param(
-            ABORT, Counts(100, 6), Verdict.FAIL,
-            "abort: error ratio 6% > 5% over 2m (100 requests)", id="exactly-minimum-is-judged",
+            ABORT, Counts(100, 6), Verdict.WARN,
+            "abort: error ratio 6% > 5% over 2m (100 requests); not significant at 95% "
+            "(lower bound 3.13%)", id="exactly-minimum-is-judged",
         ),
         pytest.param(
-            ABORT.model_copy(update={"min_requests": 5}), Counts(10, 1), Verdict.FAIL,
-            "abort: error ratio 10% > 5% over 2m (10 requests)", id="minimum-is-configurable",
+            ABORT.model_copy(update={"min_requests": 5, "confidence": 0.0}), Counts(10, 1),
+            Verdict.FAIL, "abort: error ratio 10% > 5% over 2m (10 requests)",
+            id="minimum-is-configurable",
         ),
         pytest.param(
             ABORT.model_copy(update={"min_requests": 0}), Counts(0, 0), Verdict.INCONCLUSIVE,
