@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gatekeeper.domain.durations import format_duration
+from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.domain.verdicts import GateResult, Verdict
 
@@ -49,8 +49,8 @@ class GateEvaluator:
         for g in self.gate_set.gates:
             if g.window < 2 * scrape_s:
                 raise InvalidInput(
-                    f"gate {g.name!r}: window {format_duration(g.window)} is shorter than two "
-                    f"scrape intervals (2 x {format_duration(scrape_s)}); a rate over it would "
+                    f"gate {g.name!r}: window {human_duration(g.window)} is shorter than two "
+                    f"scrape intervals (2 x {human_duration(scrape_s)}); a rate over it would "
                     "see one sample at most"
                 )
 
@@ -224,7 +224,7 @@ class GateEvaluator:
         return GateResult(
             gate=gate.name, verdict=verdict,
             reason=f"{gate.name}: {mw.classification.value}: {mw.reason} over "
-            f"{format_duration(window)} ({cand_req:,.0f} requests)",
+            f"{human_duration(window)} ({cand_req:,.0f} requests)",
             at=at, value=mw.result.estimate, threshold=gate.alpha, window_s=window,
             requests=cand_req,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from gatekeeper.domain.durations import format_duration
+from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.verdicts import GateResult, Verdict
 
 from .spec import GateSpec
@@ -30,8 +30,8 @@ class InconclusiveTracker:
             result,
             verdict=Verdict.FAIL,
             reason=(
-                f"{result.reason}; inconclusive for {format_duration(waited)} "
-                f">= deadline {format_duration(gate.inconclusive_deadline)}, failing closed"
+                f"{result.reason}; inconclusive for {human_duration(waited)} "
+                f">= deadline {human_duration(gate.inconclusive_deadline)}, failing closed"
             ),
         )
 

@@ -12,7 +12,7 @@ from statistics import NormalDist
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from gatekeeper.domain.durations import format_duration
+from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.verdicts import GateResult, Verdict, worst
 
 from .provider import Buckets, Counts
@@ -76,7 +76,7 @@ def no_data(gate: GateSpec, at: datetime, window_s: float, why: str = "no data")
     """No series at all: inconclusive, or fail when the gate says so. Never a pass."""
     verdict = Verdict.FAIL if gate.no_data is NoData.FAIL else Verdict.INCONCLUSIVE
     return _result(
-        gate, verdict, f"{why} over {format_duration(window_s)}", at, window_s=window_s
+        gate, verdict, f"{why} over {human_duration(window_s)}", at, window_s=window_s
     )
 
 
@@ -101,7 +101,7 @@ def _little_traffic(
     return _result(
         gate,
         Verdict.INCONCLUSIVE,
-        f"too little traffic: {shown} requests over {format_duration(window_s)} "
+        f"too little traffic: {shown} requests over {human_duration(window_s)} "
         f"< {gate.min_requests:,} needed",
         at,
         window_s=window_s,
@@ -119,7 +119,7 @@ def _compare(
     labels: Mapping[str, str],
     extra: str = "",
 ) -> GateResult:
-    where = f" over {format_duration(window_s)}"
+    where = f" over {human_duration(window_s)}"
     counted = f" ({fmt_requests(requests)}{extra})" if requests is not None else (
         f" ({extra.lstrip('; ')})" if extra else ""
     )
@@ -253,7 +253,7 @@ def judge_latency(
         shown = f"above {fmt_seconds(max((le for le, _ in buckets if not math.isinf(le)), default=0))}"
     text = (
         f"{gate.subject} {shown} {op} {fmt_seconds(gate.threshold)} over "
-        f"{format_duration(window_s)} ({fmt_requests(requests)}; {fmt_pct(share)} at or under "
+        f"{human_duration(window_s)} ({fmt_requests(requests)}; {fmt_pct(share)} at or under "
         f"{fmt_seconds(gate.threshold)}{'' if exact else ', interpolated'})"
     )
     return _result(
@@ -327,34 +327,34 @@ def judge_sustained(
     op = gate.comparison.value
     head = (
         f"{gate.subject} {fmt_pct(ratio)} {op} {fmt_pct(gate.threshold)} over "
-        f"{format_duration(window_s)} ({fmt_requests(counts.requests)})"
+        f"{human_duration(window_s)} ({fmt_requests(counts.requests)})"
     )
     if held + 1e-6 < gate.sustained_for:
         return _result(
             gate, Verdict.WARN,
-            f"{head}, held {format_duration(held)} of {format_duration(gate.sustained_for)}",
+            f"{head}, held {human_duration(held)} of {human_duration(gate.sustained_for)}",
             at, value=ratio, window_s=window_s, requests=counts.requests,
         )
     confirm = _confirm_counts(by_time, at, window_s, gate.confirm_s)
     if confirm is None or _too_little(gate, confirm.requests):
         return _result(
             gate, Verdict.WARN,
-            f"{head}, held {format_duration(held)}; not confirmed over "
-            f"{format_duration(gate.confirm_s)} (too little data)",
+            f"{head}, held {human_duration(held)}; not confirmed over "
+            f"{human_duration(gate.confirm_s)} (too little data)",
             at, value=ratio, window_s=window_s, requests=counts.requests,
         )
     confirmed = error_ratio(confirm)
     if not gate.comparison.breaches(confirmed, gate.threshold):
         return _result(
             gate, Verdict.WARN,
-            f"{head}, held {format_duration(held)}; {fmt_pct(confirmed)} over "
-            f"{format_duration(gate.confirm_s)} does not confirm",
+            f"{head}, held {human_duration(held)}; {fmt_pct(confirmed)} over "
+            f"{human_duration(gate.confirm_s)} does not confirm",
             at, value=ratio, window_s=window_s, requests=counts.requests,
         )
     return _result(
         gate, Verdict.FAIL,
-        f"{head}, held {format_duration(held)} (>= {format_duration(gate.sustained_for)}); "
-        f"{fmt_pct(confirmed)} over {format_duration(gate.confirm_s)} "
+        f"{head}, held {human_duration(held)} (>= {human_duration(gate.sustained_for)}); "
+        f"{fmt_pct(confirmed)} over {human_duration(gate.confirm_s)} "
         f"({fmt_requests(confirm.requests)})",
         at, value=ratio, window_s=window_s, requests=counts.requests,
     )
@@ -401,7 +401,7 @@ def judge_baseline(
             f"< {gate.min_requests:,})"
         )
         return _result(
-            gate, Verdict.INCONCLUSIVE, f"{why} over {format_duration(window_s)}", at,
+            gate, Verdict.INCONCLUSIVE, f"{why} over {human_duration(window_s)}", at,
             value=value, window_s=window_s, requests=requests,
         )
     base_value = baseline[0]
@@ -412,7 +412,7 @@ def judge_baseline(
         return _result(
             gate, Verdict.INCONCLUSIVE,
             f"candidate {gate.subject} {fmt_value(gate, value)} and baseline "
-            f"{fmt_value(gate, base_value)} cannot be compared over {format_duration(window_s)}",
+            f"{fmt_value(gate, base_value)} cannot be compared over {human_duration(window_s)}",
             at, value=value, window_s=window_s, requests=requests,
         )
     breach = increase > gate.max_increase
@@ -426,7 +426,7 @@ def judge_baseline(
     text = (
         f"candidate {gate.subject} {fmt_value(gate, value)} is {shown} {direction} baseline "
         f"{fmt_value(gate, base_value)} ({'>' if breach else '<='} {limit} allowed) over "
-        f"{format_duration(window_s)} ({fmt_requests(requests)} vs {baseline[1]:,.0f})"
+        f"{human_duration(window_s)} ({fmt_requests(requests)} vs {baseline[1]:,.0f})"
     )
     return _result(
         gate, Verdict.FAIL if breach else Verdict.PASS, text, at,

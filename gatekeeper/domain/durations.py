@@ -55,6 +55,15 @@ def format_duration(seconds: float) -> str:
     return out
 
 
+def human_duration(seconds: float) -> str:
+    """For people: "2m", "1m30s", "6.6s", "450ms" (rounded where exactness does not matter)."""
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60 and abs(seconds - round(seconds)) > 0.05:
+        return f"{seconds:.1f}s"
+    return format_duration(round(seconds))
+
+
 def promql_duration(seconds: float) -> str:
     """A range-selector duration PromQL accepts (milliseconds when not whole seconds)."""
     return format_duration(seconds)

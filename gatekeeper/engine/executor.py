@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gatekeeper.domain.durations import format_duration
+from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.errors import StepFailed
 from gatekeeper.domain.plan import (
     Analyze,
@@ -281,8 +281,8 @@ class LocalExecutor:
         limit = self.spec.scaled(self.spec.hold_timeout)
         if held >= limit:
             raise HoldTimedOut(
-                f"{what} after holding {format_duration(held)} "
-                f"(hold_timeout {format_duration(limit)})"
+                f"{what} after holding {human_duration(held)} "
+                f"(hold_timeout {human_duration(limit)})"
             )
 
     def _check_stop(self) -> None:
