@@ -247,18 +247,18 @@ class LocalExecutor:
                     if hold_start is not None:
                         self._phase(Phase.RUNNING, "gates pass")
                     return
+                why = (
+                    "; ".join(
+                        latest[n].reason
+                        for n in names
+                        if n in latest and latest[n].verdict is not Verdict.PASS
+                    )
+                    or "waiting for every gate's first verdict"
+                )
                 if hold_start is None:
                     hold_start = now
-                    why = (
-                        "; ".join(
-                            latest[n].reason
-                            for n in names
-                            if n in latest and latest[n].verdict is not Verdict.PASS
-                        )
-                        or "waiting for every gate's first verdict"
-                    )
                     self._phase(Phase.HOLDING, f"holding: {why}")
-                self._hold_deadline(hold_start, now, f"{step.name}: gates did not all pass")
+                self._hold_deadline(hold_start, now, f"{step.name}: gates did not all pass", why)
             if not results:
                 self.clock.sleep(self.tick_s)
 
@@ -276,13 +276,13 @@ class LocalExecutor:
             self._hold_deadline(start, self.clock.now(), f"{step.name}: no approval")
             self.clock.sleep(self.tick_s)
 
-    def _hold_deadline(self, since: datetime, now: datetime, what: str) -> None:
+    def _hold_deadline(self, since: datetime, now: datetime, what: str, why: str = "") -> None:
         held = (now - since).total_seconds()
         limit = self.spec.scaled(self.spec.hold_timeout)
         if held >= limit:
             raise HoldTimedOut(
                 f"{what} after holding {human_duration(held)} "
-                f"(hold_timeout {human_duration(limit)})"
+                f"(hold_timeout {human_duration(limit)})" + (f": {why}" if why else "")
             )
 
     def _check_stop(self) -> None:

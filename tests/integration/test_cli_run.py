@@ -1,0 +1,137 @@
+"""`gatekeeper run`, `plan` and `demo` as a user runs them: exit codes and summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gatekeeper.engine.demo import service_command
+from gatekeeper.targets.local.loadgen import LoadGenerator
+from gatekeeper.targets.local.target import LocalProcessTarget
+from tests.support.prom import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def gatekeeper(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GATEKEEPER_HOME": str(home)}
+    env.pop("GATEKEEPER_PROMETHEUS_URL", None)
+    env.pop("GATEKEEPER_DB_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gatekeeper.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+    )
+
+
+def write_spec(tmp: Path, router_port: int, **overrides: Any) -> Path:
+    spec: dict[str, Any] = {
+        "app": "shop",
+        "environment": "cli",
+        "version": "v2",
+        "command": service_command("v2", "--latency-ms", "5"),
+        "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "5")},
+        "strategy": {"type": "canary", "steps": [50, 100], "analysis": "3m"},
+        "target": {"type": "local", "router_port": router_port,
+                   "state_dir": str(tmp / "target")},
+        "time_scale": 30,
+    }
+    spec.update(overrides)
+    path = tmp / "release.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def router_port(tmp_path: Path):
+    port = free_port()
+    yield port
+    LocalProcessTarget("shop", tmp_path / "target", router_port=port).shutdown()
+
+
+def test_run_promotes_with_the_built_in_scraper_and_exits_0(tmp_path: Path, router_port: int):
+    path = write_spec(tmp_path, router_port)
+    with LoadGenerator(f"http://127.0.0.1:{router_port}/", rps=150, duration=120):
+        out = gatekeeper("run", str(path), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["outcome"] == "promoted"
+    assert summary["exit_code"] == 0
+    assert summary["release"] == "shop-cli-v2"
+    history = gatekeeper("history", "--json", home=tmp_path)
+    assert json.loads(history.stdout)[0]["phase"] == "promoted"
+
+
+def test_run_without_traffic_holds_then_stops_with_exit_4(tmp_path: Path, router_port: int):
+    path = write_spec(tmp_path, router_port, hold_timeout="5m")  # 10s at time_scale 30
+    out = gatekeeper("run", str(path), "--json", home=tmp_path)
+    assert out.returncode == 4, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["outcome"] == "aborted"
+    assert "hold_timeout" in summary["reason"]
+    assert "too little traffic" in summary["reason"] or "no data" in summary["reason"]
+
+
+def test_run_rolls_back_with_exit_3_when_the_candidate_cannot_start(
+    tmp_path: Path, router_port: int
+):
+    path = write_spec(
+        tmp_path, router_port,
+        command=f"{sys.executable} -c 'import sys; sys.exit(7)' {{port}}",
+    )
+    out = gatekeeper("run", str(path), "--json", home=tmp_path)
+    assert out.returncode == 3, out.stderr[-3000:]
+    assert json.loads(out.stdout)["outcome"] == "rolled_back"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"bogus": 1}, "bogus: is not a known field"),
+        ({"strategy": {"type": "canery"}}, "'canary', 'blue-green', 'rolling'"),
+        ({"strategy": {"type": "canary", "steps": [50, 25]}}, "must strictly increase"),
+        ({"gates": {"gates": [{"name": "g", "metric": "error_ratio"}]}}, "needs threshold"),
+        ({"approvals": ["nope"]}, "nope"),
+        ({"expedited": True}, "expedited_reason"),
+    ],
+    ids=["unknown-field", "unknown-strategy", "weights-decrease", "gate-without-threshold",
+         "unknown-approval-step", "expedited-without-reason"],
+)
+def test_invalid_input_exits_2_and_starts_nothing(
+    tmp_path: Path, router_port: int, overrides: dict[str, Any], message: str
+):
+    path = write_spec(tmp_path, router_port, **overrides)
+    out = gatekeeper("run", str(path), home=tmp_path, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert not (tmp_path / "target").exists()
+    assert not (tmp_path / "gatekeeper.db").exists()
+
+
+def test_plan_prints_a_table_and_json(tmp_path: Path):
+    out = gatekeeper("plan", str(REPO / "examples" / "canary.yaml"), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert [s["name"] for s in plan["steps"]][:3] == ["deploy", "verify", "shift-5"]
+    table = gatekeeper("plan", str(REPO / "examples" / "hotfix.yaml"), home=tmp_path)
+    assert "approve-expedited" in table.stdout and "engineering-lead" in table.stdout
+
+
+def test_demo_promotes_the_good_release_and_rolls_back_the_bad_one(tmp_path: Path):
+    out = gatekeeper("demo", "--json", home=tmp_path, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["ok"] is True
+    outcomes = {r["name"]: (r["outcome"], r["reason"]) for r in summary["releases"]}
+    assert outcomes["good release"][0] == "promoted"
+    assert outcomes["bad release"][0] == "rolled_back"
+    assert outcomes["bad release"][1].startswith("abort: error ratio")
+    assert all(r["seconds"] < 150 for r in summary["releases"])
