@@ -184,7 +184,9 @@ class GateEvaluator:
             base_series = self.provider.query(
                 render(gate.query, _variables(r.baseline, window, r.baseline)), at
             )
-            cand = (series[0][1], requests if requests is not None else math.inf) if series else None
+            cand = (
+                (series[0][1], requests if requests is not None else math.inf) if series else None
+            )
             base = (base_series[0][1], math.inf) if base_series else None
             return v.judge_baseline(gate, cand, base, at, window)
         return v.judge_series(gate, series, requests, at, window)
@@ -196,9 +198,7 @@ class GateEvaluator:
         if r.baseline is None:
             return v.no_data(gate, at, window, "no baseline version named")
         if gate.metric is not Metric.ERROR_RATIO:
-            raise InvalidInput(
-                f"gate {gate.name!r}: mann_whitney gates judge error_ratio samples"
-            )
+            raise InvalidInput(f"gate {gate.name!r}: mann_whitney gates judge error_ratio samples")
         step = gate.interval
         start = at - timedelta(seconds=window)
         self.queries += 1
@@ -214,7 +214,9 @@ class GateEvaluator:
         base, base_req = samples(r.baseline)
         if min(cand_req, base_req) < gate.min_requests or min(len(cand), len(base)) < 3:
             return v.no_data(
-                gate, at, window,
+                gate,
+                at,
+                window,
                 f"too few samples (candidate {len(cand)} with {cand_req:,.0f} requests, "
                 f"baseline {len(base)} with {base_req:,.0f}; need 3 samples and "
                 f"{gate.min_requests:,} requests each)",
@@ -222,10 +224,14 @@ class GateEvaluator:
         mw = classify(cand, base, metric=gate.subject, alpha=gate.alpha, min_effect=gate.min_effect)
         verdict = Verdict.FAIL if mw.classification is Classification.HIGH else Verdict.PASS
         return GateResult(
-            gate=gate.name, verdict=verdict,
+            gate=gate.name,
+            verdict=verdict,
             reason=f"{gate.name}: {mw.classification.value}: {mw.reason} over "
             f"{human_duration(window)} ({cand_req:,.0f} requests)",
-            at=at, value=mw.result.estimate, threshold=gate.alpha, window_s=window,
+            at=at,
+            value=mw.result.estimate,
+            threshold=gate.alpha,
+            window_s=window,
             requests=cand_req,
         )
 

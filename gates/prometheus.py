@@ -166,9 +166,7 @@ class PrometheusProvider:
         return out
 
     def query(self, promql: str, at: datetime) -> list[LabeledValue]:
-        return [
-            (dict(row["metric"]), float(row["value"][1])) for row in self._instant(promql, at)
-        ]
+        return [(dict(row["metric"]), float(row["value"][1])) for row in self._instant(promql, at)]
 
 
 def selector(profile: Profile, subjects: Sequence[Subject]) -> str:
@@ -204,7 +202,9 @@ def _identity(profile: Profile, labels: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(labels.get(label, "") for label in profile.identity_labels)
 
 
-def _identity_index(profile: Profile, subjects: Sequence[Subject]) -> dict[tuple[str, ...], Subject]:
+def _identity_index(
+    profile: Profile, subjects: Sequence[Subject]
+) -> dict[tuple[str, ...], Subject]:
     out = {}
     for s in subjects:
         values = profile.selector_values(s.app, s.namespace, s.version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,10 @@ from gatekeeper.domain.errors import InvalidInput
 from .profiles import PROFILES
 from .promql import check_template
 
-
 MIN_SCALED_INTERVAL = 0.25
 
 
-class Comparison(str, Enum):
+class Comparison(StrEnum):
     """The gate breaches when ``value <comparison> threshold``."""
 
     GT = ">"
@@ -43,18 +42,18 @@ class Comparison(str, Enum):
         return {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[self.value]
 
 
-class Metric(str, Enum):
+class Metric(StrEnum):
     ERROR_RATIO = "error_ratio"  # 5xx / all requests
     LATENCY = "latency"  # a quantile of the duration histogram, in seconds
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     THRESHOLD = "threshold"  # the candidate against a fixed threshold
     BASELINE = "baseline"  # the candidate against the stable version over the same window
     MANN_WHITNEY = "mann_whitney"  # the candidate's samples against the baseline's samples
 
 
-class NoData(str, Enum):
+class NoData(StrEnum):
     INCONCLUSIVE = "inconclusive"
     FAIL = "fail"
 

@@ -7,10 +7,10 @@ count, e.g. "abort: error ratio 6.1% > 5% over 2m (2,412 requests)".
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from statistics import NormalDist
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from statistics import NormalDist
 
 from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.verdicts import GateResult, Verdict, worst
@@ -75,9 +75,7 @@ def _result(
 def no_data(gate: GateSpec, at: datetime, window_s: float, why: str = "no data") -> GateResult:
     """No series at all: inconclusive, or fail when the gate says so. Never a pass."""
     verdict = Verdict.FAIL if gate.no_data is NoData.FAIL else Verdict.INCONCLUSIVE
-    return _result(
-        gate, verdict, f"{why} over {human_duration(window_s)}", at, window_s=window_s
-    )
+    return _result(gate, verdict, f"{why} over {human_duration(window_s)}", at, window_s=window_s)
 
 
 def not_started(gate: GateSpec, at: datetime) -> GateResult:
@@ -120,14 +118,22 @@ def _compare(
     extra: str = "",
 ) -> GateResult:
     where = f" over {human_duration(window_s)}"
-    counted = f" ({fmt_requests(requests)}{extra})" if requests is not None else (
-        f" ({extra.lstrip('; ')})" if extra else ""
+    counted = (
+        f" ({fmt_requests(requests)}{extra})"
+        if requests is not None
+        else (f" ({extra.lstrip('; ')})" if extra else "")
     )
     series = f" [{_labels_text(labels)}]" if labels else ""
     if math.isnan(value):
         return _result(
-            gate, Verdict.INCONCLUSIVE, f"{gate.subject} is NaN{where}{series}", at,
-            value=value, window_s=window_s, requests=requests, labels=labels,
+            gate,
+            Verdict.INCONCLUSIVE,
+            f"{gate.subject} is NaN{where}{series}",
+            at,
+            value=value,
+            window_s=window_s,
+            requests=requests,
+            labels=labels,
         )
     assert gate.threshold is not None
     breach = gate.comparison.breaches(value, gate.threshold)
@@ -137,8 +143,14 @@ def _compare(
         f"{where}{counted}{series}"
     )
     return _result(
-        gate, Verdict.FAIL if breach else Verdict.PASS, text, at,
-        value=value, window_s=window_s, requests=requests, labels=labels,
+        gate,
+        Verdict.FAIL if breach else Verdict.PASS,
+        text,
+        at,
+        value=value,
+        window_s=window_s,
+        requests=requests,
+        labels=labels,
     )
 
 
@@ -213,7 +225,7 @@ def share_at_or_under(buckets: Buckets, bound_s: float) -> tuple[float, bool]:
 
 
 def quantile_from_buckets(q: float, buckets: Buckets) -> float:
-    """The q-quantile, interpolated like histogram_quantile; +Inf when it lies past the last bound."""
+    """The q-quantile, interpolated like histogram_quantile; +Inf past the last bound."""
     total = buckets[-1][1]
     if total <= 0:
         return math.nan
@@ -250,15 +262,22 @@ def judge_latency(
     op = ">" if breach else "<="
     shown = fmt_seconds(estimate)
     if math.isinf(estimate):
-        shown = f"above {fmt_seconds(max((le for le, _ in buckets if not math.isinf(le)), default=0))}"
+        shown = (
+            f"above {fmt_seconds(max((le for le, _ in buckets if not math.isinf(le)), default=0))}"
+        )
     text = (
         f"{gate.subject} {shown} {op} {fmt_seconds(gate.threshold)} over "
         f"{human_duration(window_s)} ({fmt_requests(requests)}; {fmt_pct(share)} at or under "
         f"{fmt_seconds(gate.threshold)}{'' if exact else ', interpolated'})"
     )
     return _result(
-        gate, Verdict.FAIL if breach else Verdict.PASS, text, at,
-        value=estimate, window_s=window_s, requests=requests,
+        gate,
+        Verdict.FAIL if breach else Verdict.PASS,
+        text,
+        at,
+        value=estimate,
+        window_s=window_s,
+        requests=requests,
     )
 
 
@@ -284,9 +303,14 @@ def judge_series(
     if multi:
         bad = sum(1 for r in results if r.verdict is verdict)
         return _result(
-            gate, verdict,
+            gate,
+            verdict,
             f"{chosen.reason.split(': ', 1)[1]}; {bad} of {len(results)} series {verdict.value}",
-            at, value=chosen.value, window_s=window_s, requests=requests, labels=chosen.labels,
+            at,
+            value=chosen.value,
+            window_s=window_s,
+            requests=requests,
+            labels=chosen.labels,
         )
     return chosen
 
@@ -331,32 +355,48 @@ def judge_sustained(
     )
     if held + 1e-6 < gate.sustained_for:
         return _result(
-            gate, Verdict.WARN,
+            gate,
+            Verdict.WARN,
             f"{head}, held {human_duration(held)} of {human_duration(gate.sustained_for)}",
-            at, value=ratio, window_s=window_s, requests=counts.requests,
+            at,
+            value=ratio,
+            window_s=window_s,
+            requests=counts.requests,
         )
     confirm = _confirm_counts(by_time, at, window_s, gate.confirm_s)
     if confirm is None or _too_little(gate, confirm.requests):
         return _result(
-            gate, Verdict.WARN,
+            gate,
+            Verdict.WARN,
             f"{head}, held {human_duration(held)}; not confirmed over "
             f"{human_duration(gate.confirm_s)} (too little data)",
-            at, value=ratio, window_s=window_s, requests=counts.requests,
+            at,
+            value=ratio,
+            window_s=window_s,
+            requests=counts.requests,
         )
     confirmed = error_ratio(confirm)
     if not gate.comparison.breaches(confirmed, gate.threshold):
         return _result(
-            gate, Verdict.WARN,
+            gate,
+            Verdict.WARN,
             f"{head}, held {human_duration(held)}; {fmt_pct(confirmed)} over "
             f"{human_duration(gate.confirm_s)} does not confirm",
-            at, value=ratio, window_s=window_s, requests=counts.requests,
+            at,
+            value=ratio,
+            window_s=window_s,
+            requests=counts.requests,
         )
     return _result(
-        gate, Verdict.FAIL,
+        gate,
+        Verdict.FAIL,
         f"{head}, held {human_duration(held)} (>= {human_duration(gate.sustained_for)}); "
         f"{fmt_pct(confirmed)} over {human_duration(gate.confirm_s)} "
         f"({fmt_requests(confirm.requests)})",
-        at, value=ratio, window_s=window_s, requests=counts.requests,
+        at,
+        value=ratio,
+        window_s=window_s,
+        requests=counts.requests,
     )
 
 
@@ -396,13 +436,22 @@ def judge_baseline(
     if _too_little(gate, requests):
         return _little_traffic(gate, at, window_s, requests, {})
     if baseline is None or _too_little(gate, baseline[1]) or math.isnan(baseline[0]):
-        why = "no baseline data" if baseline is None else (
-            f"baseline has too little traffic ({baseline[1]:,.0f} requests "
-            f"< {gate.min_requests:,})"
+        why = (
+            "no baseline data"
+            if baseline is None
+            else (
+                f"baseline has too little traffic ({baseline[1]:,.0f} requests "
+                f"< {gate.min_requests:,})"
+            )
         )
         return _result(
-            gate, Verdict.INCONCLUSIVE, f"{why} over {human_duration(window_s)}", at,
-            value=value, window_s=window_s, requests=requests,
+            gate,
+            Verdict.INCONCLUSIVE,
+            f"{why} over {human_duration(window_s)}",
+            at,
+            value=value,
+            window_s=window_s,
+            requests=requests,
         )
     base_value = baseline[0]
     if math.isnan(value):
@@ -410,18 +459,26 @@ def judge_baseline(
     increase = value - base_value
     if math.isnan(increase):
         return _result(
-            gate, Verdict.INCONCLUSIVE,
+            gate,
+            Verdict.INCONCLUSIVE,
             f"candidate {gate.subject} {fmt_value(gate, value)} and baseline "
             f"{fmt_value(gate, base_value)} cannot be compared over {human_duration(window_s)}",
-            at, value=value, window_s=window_s, requests=requests,
+            at,
+            value=value,
+            window_s=window_s,
+            requests=requests,
         )
     breach = increase > gate.max_increase
-    limit = fmt_value(gate, gate.max_increase).replace("%", " points") if (
-        gate.metric is Metric.ERROR_RATIO
-    ) else fmt_value(gate, gate.max_increase)
-    shown = fmt_value(gate, abs(increase)).replace("%", " points") if (
-        gate.metric is Metric.ERROR_RATIO
-    ) else fmt_value(gate, abs(increase))
+    limit = (
+        fmt_value(gate, gate.max_increase).replace("%", " points")
+        if (gate.metric is Metric.ERROR_RATIO)
+        else fmt_value(gate, gate.max_increase)
+    )
+    shown = (
+        fmt_value(gate, abs(increase)).replace("%", " points")
+        if (gate.metric is Metric.ERROR_RATIO)
+        else fmt_value(gate, abs(increase))
+    )
     direction = "above" if increase >= 0 else "below"
     text = (
         f"candidate {gate.subject} {fmt_value(gate, value)} is {shown} {direction} baseline "
@@ -429,6 +486,11 @@ def judge_baseline(
         f"{human_duration(window_s)} ({fmt_requests(requests)} vs {baseline[1]:,.0f})"
     )
     return _result(
-        gate, Verdict.FAIL if breach else Verdict.PASS, text, at,
-        value=value, window_s=window_s, requests=requests,
+        gate,
+        Verdict.FAIL if breach else Verdict.PASS,
+        text,
+        at,
+        value=value,
+        window_s=window_s,
+        requests=requests,
     )

@@ -30,16 +30,25 @@ def demo_cmd(
         say=lambda line: err.print(line, highlight=False, markup=False),
     )
     if as_json:
-        json.dump({
-            "metrics": result.metrics,
-            "ok": result.ok,
-            "releases": [
-                {"name": r.name, "release": r.outcome.release_id, "expected": r.expected.value,
-                 "outcome": r.outcome.phase.value, "reason": r.outcome.reason,
-                 "seconds": round(r.seconds, 1)}
-                for r in result.runs
-            ],
-        }, sys.stdout, indent=2)
+        json.dump(
+            {
+                "metrics": result.metrics,
+                "ok": result.ok,
+                "releases": [
+                    {
+                        "name": r.name,
+                        "release": r.outcome.release_id,
+                        "expected": r.expected.value,
+                        "outcome": r.outcome.phase.value,
+                        "reason": r.outcome.reason,
+                        "seconds": round(r.seconds, 1),
+                    }
+                    for r in result.runs
+                ],
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         table = Table(title=f"gatekeeper demo summary (metrics: {result.metrics})")
@@ -47,9 +56,13 @@ def demo_cmd(
             table.add_column(col, overflow="fold")
         for r in result.runs:
             color = "green" if r.as_expected else "red"
-            table.add_row(r.outcome.release_id, r.expected.value,
-                          f"[{color}]{r.outcome.phase.value}[/{color}]", f"{r.seconds:.0f}s",
-                          r.outcome.reason)
+            table.add_row(
+                r.outcome.release_id,
+                r.expected.value,
+                f"[{color}]{r.outcome.phase.value}[/{color}]",
+                f"{r.seconds:.0f}s",
+                r.outcome.reason,
+            )
         Console().print(table)
         Console().print("[green]demo passed[/green]" if result.ok else "[red]demo failed[/red]")
     if not result.ok:

@@ -35,7 +35,7 @@ def backtest_cmd(
     step: str = typer.Option("30s", "--step", help="Evaluation step, e.g. 30s."),
     as_json: bool = typer.Option(False, "--json", help="Print the timeline as JSON."),
 ) -> None:
-    """Evaluate the gates at each step of a past range and say what the controller would have done."""
+    """Evaluate the gates at each step of a past range: what would the controller have done?"""
     err = Console(stderr=True)
     try:
         t0 = parse_time(start, field="--start")
@@ -77,8 +77,11 @@ def backtest_cmd(
     for row in result.to_json()["timeline"]:
         color = _COLORS.get(row["verdict"], "white")
         table.add_row(
-            row["time"], row["gate"], "" if row["value"] is None else str(row["value"]),
-            f"[{color}]{row['verdict']}[/{color}]", row["reason"],
+            row["time"],
+            row["gate"],
+            "" if row["value"] is None else str(row["value"]),
+            f"[{color}]{row['verdict']}[/{color}]",
+            row["reason"],
         )
     out.print(table)
     decided = result.decided_at.isoformat() if result.decided_at else "-"

@@ -1,4 +1,4 @@
-"""Live progress of a release: the current step, the traffic split, each gate against its threshold."""
+"""Live progress of a release: the step, the traffic split, each gate against its threshold."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _value(r: GateResult) -> str:
         return "-"
     if math.isnan(r.value):
         return "NaN"
-    if r.gate in ("abort", "sustained") or (r.threshold is not None and r.threshold < 1 and "error" in r.reason):
+    if r.gate in ("abort", "sustained") or (
+        r.threshold is not None and r.threshold < 1 and "error" in r.reason
+    ):
         return f"{r.value * 100:.2f}%"
     return f"{r.value:.4g}"
 
@@ -81,7 +83,8 @@ class ReleaseProgress:
         if self.plain:
             for r in changed:
                 self.console.print(
-                    f"[{self.title}] gate {r.verdict.value}: {r.reason}", highlight=False,
+                    f"[{self.title}] gate {r.verdict.value}: {r.reason}",
+                    highlight=False,
                     markup=False,
                 )
         self._update()
@@ -89,8 +92,9 @@ class ReleaseProgress:
     def traffic(self, state: TargetState) -> None:
         self.state = state
         if self.plain:
-            self.console.print(f"[{self.title}] traffic: {self._split()}", highlight=False,
-                               markup=False)
+            self.console.print(
+                f"[{self.title}] traffic: {self._split()}", highlight=False, markup=False
+            )
         self._update()
 
     # -- drawing --------------------------------------------------------------------------
@@ -100,9 +104,7 @@ class ReleaseProgress:
         if s is None:
             return "-"
         w = s.candidate_weight
-        return (
-            f"stable {s.stable_version} {100 - w}% | candidate {s.candidate_version or '-'} {w}%"
-        )
+        return f"stable {s.stable_version} {100 - w}% | candidate {s.candidate_version or '-'} {w}%"
 
     def _update(self) -> None:
         if self._live is not None:
@@ -118,8 +120,9 @@ class ReleaseProgress:
         for r in results:
             color = COLORS.get(r.verdict.value, "white")
             threshold = "-" if r.threshold is None else f"{r.threshold:g}"
-            table.add_row(r.gate, _value(r), threshold, f"[{color}]{r.verdict.value}[/{color}]",
-                          r.reason)
+            table.add_row(
+                r.gate, _value(r), threshold, f"[{color}]{r.verdict.value}[/{color}]", r.reason
+            )
         bar = Text()
         if self.state is not None:
             w = self.state.candidate_weight
@@ -127,6 +130,8 @@ class ReleaseProgress:
             bar.append("█" * (w // 4), style="cyan")
             bar.append(f"  {self._split()}")
         return Panel(
-            Group(Text(self.step_text, style="bold"), bar, table, Text("\n".join(log), style="dim")),
+            Group(
+                Text(self.step_text, style="bold"), bar, table, Text("\n".join(log), style="dim")
+            ),
             title=self.title,
         )

@@ -72,7 +72,9 @@ def _parse_approvals(values: list[str]) -> list[tuple[str, str]]:
 def run_cmd(
     release: Path = typer.Argument(..., help="Release spec YAML."),
     prometheus: str | None = typer.Option(
-        None, "--prometheus", envvar="GATEKEEPER_PROMETHEUS_URL",
+        None,
+        "--prometheus",
+        envvar="GATEKEEPER_PROMETHEUS_URL",
         help="Prometheus URL; without it the built-in scraper reads the versions' /metrics.",
     ),
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL", help="Store URL."),
@@ -93,8 +95,9 @@ def run_cmd(
         with ReleaseProgress(f"{spec.app} {spec.version}") as progress:
             outcome = run_release(
                 spec,
-                RunOptions(prometheus_url=prometheus, db_url=db, approve=approvals,
-                           listener=progress),
+                RunOptions(
+                    prometheus_url=prometheus, db_url=db, approve=approvals, listener=progress
+                ),
                 release.parent,
             )
     except InvalidInput as e:
@@ -120,8 +123,9 @@ def run_cmd(
         sys.stdout.write("\n")
     else:
         color = {0: "green", 3: "red", 4: "yellow"}.get(code, "red")
-        Console().print(f"[{color}]{outcome.phase.value}[/{color}]: {outcome.reason}",
-                        highlight=False)
+        Console().print(
+            f"[{color}]{outcome.phase.value}[/{color}]: {outcome.reason}", highlight=False
+        )
     raise typer.Exit(code)
 
 
@@ -130,7 +134,9 @@ def approve_cmd(
     release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),
     step: str = typer.Argument(..., help="The approval step, e.g. approve-promote."),
     by: str = typer.Option(..., "--by", help="Who approves."),
-    role: str = typer.Option(..., "--role", help="Their role: release-manager, engineering-lead, cto."),
+    role: str = typer.Option(
+        ..., "--role", help="Their role: release-manager, engineering-lead, cto."
+    ),
     comment: str = typer.Option("", "--comment"),
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
 ) -> None:
@@ -142,10 +148,12 @@ def approve_cmd(
             raise _invalid(InvalidInput(f"release {release_id!r} is not in the store"))
         names = [s["name"] for s in record.plan["steps"] if s["kind"] == "approval"]
         if step not in names:
-            raise _invalid(InvalidInput(
-                f"release {release_id}: step {step!r} is not an approval step; "
-                f"approval steps: {', '.join(names) or 'none'}"
-            ))
+            raise _invalid(
+                InvalidInput(
+                    f"release {release_id}: step {step!r} is not an approval step; "
+                    f"approval steps: {', '.join(names) or 'none'}"
+                )
+            )
         store.add_approval(Approval(release_id, step, by, role, datetime.now(UTC), comment))
     finally:
         store.close()
@@ -165,9 +173,16 @@ def history_cmd(
     finally:
         store.close()
     rows = [
-        {"release": r.release_id, "app": r.app, "environment": r.environment,
-         "version": r.version, "strategy": r.strategy, "phase": r.phase.value,
-         "reason": r.reason, "created_at": r.created_at.isoformat()}
+        {
+            "release": r.release_id,
+            "app": r.app,
+            "environment": r.environment,
+            "version": r.version,
+            "strategy": r.strategy,
+            "phase": r.phase.value,
+            "reason": r.reason,
+            "created_at": r.created_at.isoformat(),
+        }
         for r in records
     ]
     if as_json:
@@ -178,6 +193,7 @@ def history_cmd(
     for col in ("release", "strategy", "phase", "reason", "created_at"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(row["release"], row["strategy"], row["phase"], row["reason"],
-                      row["created_at"])
+        table.add_row(
+            row["release"], row["strategy"], row["phase"], row["reason"], row["created_at"]
+        )
     Console().print(table)

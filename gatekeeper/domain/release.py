@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,7 +19,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     HOLDING = "holding"
@@ -144,7 +144,9 @@ class ReleaseSpec(_Strict):
         if self.target.type == "kubernetes":
             for who, image in (("image", self.image), ("stable.image", self.stable.image)):
                 if not image:
-                    raise ValueError(f"{who}: the kubernetes target runs each version from an image")
+                    raise ValueError(
+                        f"{who}: the kubernetes target runs each version from an image"
+                    )
         return self
 
     @property

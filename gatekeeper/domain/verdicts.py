@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What one gate says at one instant."""
 
     PASS = "pass"
@@ -29,7 +29,7 @@ def worst(verdicts: Iterable[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: v.severity, default=Verdict.PASS)
 
 
-class Decision(str, Enum):
+class Decision(StrEnum):
     """What the gates say about the release as a whole."""
 
     PROMOTE = "promote"

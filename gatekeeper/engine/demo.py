@@ -28,19 +28,48 @@ LOAD_RPS = 200.0
 DEMO_GATES: dict[str, Any] = {
     "profile": "http",
     "gates": [
-        {"name": "abort", "metric": "error_ratio", "threshold": 0.05, "window": "2m",
-         "interval": "10s", "guard": True},
-        {"name": "sustained", "metric": "error_ratio", "threshold": 0.02, "window": "5m",
-         "sustained_for": "15m", "confirm_window": "15m", "interval": "30s"},
-        {"name": "latency", "metric": "latency", "quantile": 0.95, "threshold": 0.5,
-         "window": "5m", "interval": "30s"},
+        {
+            "name": "abort",
+            "metric": "error_ratio",
+            "threshold": 0.05,
+            "window": "2m",
+            "interval": "10s",
+            "guard": True,
+        },
+        {
+            "name": "sustained",
+            "metric": "error_ratio",
+            "threshold": 0.02,
+            "window": "5m",
+            "sustained_for": "15m",
+            "confirm_window": "15m",
+            "interval": "30s",
+        },
+        {
+            "name": "latency",
+            "metric": "latency",
+            "quantile": 0.95,
+            "threshold": 0.5,
+            "window": "5m",
+            "interval": "30s",
+        },
     ],
 }
 
 
 def service_command(version: str, *flags: str) -> str:
-    parts = [sys.executable, "-m", "gatekeeper.targets.local.demo_service", "--app", "shop",
-             "--version", version, "--port", "{port}", *flags]
+    parts = [
+        sys.executable,
+        "-m",
+        "gatekeeper.targets.local.demo_service",
+        "--app",
+        "shop",
+        "--version",
+        version,
+        "--port",
+        "{port}",
+        *flags,
+    ]
     return " ".join(shlex.quote(p) if p != "{port}" else p for p in parts)
 
 
@@ -54,20 +83,26 @@ def demo_specs(router_port: int, state_dir: Path) -> tuple[ReleaseSpec, ReleaseS
         "time_scale": TIME_SCALE,
         "hold_timeout": "30m",
     }
-    good = parse_release({
-        **common,
-        "version": "v2",
-        "command": service_command("v2", "--latency-ms", "20"),
-        "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "20")},
-        "strategy": {"type": "canary", "steps": [25, 50, 100], "analysis": "10m"},
-    }, source="demo good release")
-    bad = parse_release({
-        **common,
-        "version": "v3",
-        "command": service_command("v3", "--latency-ms", "20", "--error-rate", "0.10"),
-        "stable": {"version": "v2", "command": service_command("v2", "--latency-ms", "20")},
-        "strategy": {"type": "canary", "steps": [25, 50, 100], "analysis": "10m"},
-    }, source="demo bad release")
+    good = parse_release(
+        {
+            **common,
+            "version": "v2",
+            "command": service_command("v2", "--latency-ms", "20"),
+            "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "20")},
+            "strategy": {"type": "canary", "steps": [25, 50, 100], "analysis": "10m"},
+        },
+        source="demo good release",
+    )
+    bad = parse_release(
+        {
+            **common,
+            "version": "v3",
+            "command": service_command("v3", "--latency-ms", "20", "--error-rate", "0.10"),
+            "stable": {"version": "v2", "command": service_command("v2", "--latency-ms", "20")},
+            "strategy": {"type": "canary", "steps": [25, 50, 100], "analysis": "10m"},
+        },
+        source="demo bad release",
+    )
     return good, bad
 
 
@@ -120,8 +155,10 @@ def run_demo(
     good, bad = demo_specs(router_port, state_dir)
     db_url = f"sqlite:///{base / 'gatekeeper.db'}"
     metrics_name = "prometheus" if use_prometheus else "built-in scraper"
-    say(f"demo: metrics from {metrics_name}; router on 127.0.0.1:{router_port}; "
-        f"time compressed {TIME_SCALE:g}x; load {LOAD_RPS:g} requests/s")
+    say(
+        f"demo: metrics from {metrics_name}; router on 127.0.0.1:{router_port}; "
+        f"time compressed {TIME_SCALE:g}x; load {LOAD_RPS:g} requests/s"
+    )
     runs: list[DemoRun] = []
     load = LoadGenerator(f"http://127.0.0.1:{router_port}/", rps=LOAD_RPS, duration=240)
     try:
@@ -131,14 +168,21 @@ def run_demo(
                 ("good release", good, Phase.PROMOTED),
                 ("bad release", bad, Phase.ROLLED_BACK),
             ):
-                say(f"demo: {name}: {spec.app} {spec.stable.version} -> {spec.version} "
-                    f"({spec.strategy.type})")
+                say(
+                    f"demo: {name}: {spec.app} {spec.stable.version} -> {spec.version} "
+                    f"({spec.strategy.type})"
+                )
                 t0 = time.monotonic()
                 with listener_for(f"{name} {spec.version}") as listener:
-                    outcome = run_release(spec, RunOptions(
-                        prometheus_url=prom_url, db_url=db_url, listener=listener,
-                        state_dir=state_dir,
-                    ))
+                    outcome = run_release(
+                        spec,
+                        RunOptions(
+                            prometheus_url=prom_url,
+                            db_url=db_url,
+                            listener=listener,
+                            state_dir=state_dir,
+                        ),
+                    )
                 runs.append(DemoRun(name, expected, outcome, time.monotonic() - t0))
                 say(f"demo: {name}: {outcome.phase.value}: {outcome.reason}")
     finally:

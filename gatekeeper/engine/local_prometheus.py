@@ -46,7 +46,9 @@ class LocalPrometheus:
             if up >= count:
                 return
             time.sleep(0.2)
-        raise GatekeeperError(f"prometheus at {self.url}: {up} of {count} targets up after {timeout}s")
+        raise GatekeeperError(
+            f"prometheus at {self.url}: {up} of {count} targets up after {timeout}s"
+        )
 
 
 def _config(scrape_interval: str, targets: dict[str, str], file_sd: Path | None) -> str:

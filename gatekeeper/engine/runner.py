@@ -137,11 +137,15 @@ def _submit_or_resume(store: Store, spec: ReleaseSpec, plan: Plan) -> Any:
     now = _utcnow()
     record = new_record(spec, plan, now)
     store.create_release(record)
-    store.record_event(Event(
-        release_id=spec.release_id, at=now, kind="submitted",
-        message=f"{spec.app} {spec.version} ({spec.strategy.type}) submitted"
-        + (f"; expedited: {spec.expedited_reason}" if spec.expedited else ""),
-    ))
+    store.record_event(
+        Event(
+            release_id=spec.release_id,
+            at=now,
+            kind="submitted",
+            message=f"{spec.app} {spec.version} ({spec.strategy.type}) submitted"
+            + (f"; expedited: {spec.expedited_reason}" if spec.expedited else ""),
+        )
+    )
     return store.get_release(spec.release_id)
 
 
@@ -156,10 +160,16 @@ def _pre_approve(
             continue
         for role, name in approve:
             if role in step.roles and (step.name, name) not in have:
-                store.add_approval(Approval(
-                    release_id=spec.release_id, step=step.name, approver=name, role=role,
-                    at=_utcnow(), comment="approved on the command line",
-                ))
+                store.add_approval(
+                    Approval(
+                        release_id=spec.release_id,
+                        step=step.name,
+                        approver=name,
+                        role=role,
+                        at=_utcnow(),
+                        comment="approved on the command line",
+                    )
+                )
 
 
 def _target(spec: ReleaseSpec, options: RunOptions) -> Any:
@@ -171,7 +181,8 @@ def _target(spec: ReleaseSpec, options: RunOptions) -> Any:
     from gatekeeper.targets.local.target import LocalProcessTarget
 
     state_dir = options.state_dir or (
-        Path(spec.target.state_dir) if spec.target.state_dir
+        Path(spec.target.state_dir)
+        if spec.target.state_dir
         else data_home() / "targets" / spec.release_id
     )
     return LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
@@ -182,9 +193,8 @@ def _provider(
 ) -> tuple[Provider, Callable[[list[str]], None], Callable[[], None]]:
     """Prometheus when a URL is given, else the built-in scraper on the target's versions."""
     if options.prometheus_url:
-        from gates.prometheus import PrometheusProvider
-
         from gatekeeper.targets.local.file_sd import write_file_sd
+        from gates.prometheus import PrometheusProvider
 
         prom = PrometheusProvider(options.prometheus_url)
         sd_file = Path(getattr(target, "state_dir", data_home())) / "file_sd.json"

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gatekeeper.domain.verdicts import Verdict
+from gatekeeper.targets.local.demo_service import Behaviour, DemoServer
+from gatekeeper.targets.local.loadgen import LoadGenerator
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.prometheus import PrometheusProvider
 from gates.provider import Subject
 from gates.spec import parse_gate_set
-from gatekeeper.domain.verdicts import Verdict
-from gatekeeper.targets.local.demo_service import Behaviour, DemoServer
-from gatekeeper.targets.local.loadgen import LoadGenerator
 from tests.support.prom import free_port, prometheus, wait_for_target_up
 
 pytestmark = pytest.mark.integration

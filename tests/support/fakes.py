@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gatekeeper.targets.base import TargetState, VersionRun
 from gates.profiles import Profile
 from gates.provider import Buckets, Counts, LabeledValue, Subject
-from gatekeeper.targets.base import TargetState, VersionRun
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
