@@ -302,6 +302,16 @@ def _signal_group(pid: int, sig: int) -> bool:
 
 
 def _group_exists(pid: int) -> bool:
+    """Whether a live (not zombie) process is left in the process group ``pid``."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            fields = _proc_stat(int(entry.name))
+            if fields and len(fields) > 2 and fields[2] == str(pid) and fields[0] not in ("Z", "X"):
+                return True
+        return False
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
