@@ -507,3 +507,20 @@ def test_router_forwards_method_path_headers_and_body(tmp_path: Path) -> None:
             assert proc.wait(timeout=5) == 0
             echo.shutdown()
             echo.server_close()
+
+
+def test_a_router_started_but_not_recorded_is_adopted(make_target: MakeTarget) -> None:
+    target = started(make_target())
+    router_pid = int(details(target)["router_pid"])
+    url = target.traffic_url()
+    del target
+    # As if the controller died after starting the router and before recording it.
+    path = next(iter(make_target().state_dir.glob("target.json")))
+    data = json.loads(path.read_text())
+    data["router"] = None
+    path.write_text(json.dumps(data))
+
+    adopted = make_target()
+    assert adopted.traffic_url() == url
+    assert int(details(adopted)["router_pid"]) == router_pid
+    assert adopted.adopted["router"] == router_pid

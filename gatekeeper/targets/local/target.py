@@ -738,6 +738,17 @@ class LocalProcessTarget:
             )
             offset = log_path.stat().st_size if log_path.exists() else 0
             child = self._spawn(argv, log_path, f"{role} {run.version}")
+            # Until the caller records it, the new process is listed to be stopped: a
+            # controller killed while it starts leaves nothing the next one does not know.
+            pending = Retiring(
+                version=run.version,
+                pid=child.pid,
+                port=port,
+                not_before=0.0,
+                started=process_start_time(child.pid),
+            )
+            self._state.retiring.append(pending)
+            self._save()
             what = f"{role} {run.version} (command {shlex.join(argv)})"
             try:
                 self._wait_ready(child, port, what, log_path, offset)
@@ -745,6 +756,11 @@ class LocalProcessTarget:
                 last_error = str(e)
                 self._log(f"{what}: port {port} was taken; trying another ({attempt})")
                 continue
+            finally:
+                if not pid_alive(child.pid):
+                    self._state.retiring.remove(pending)
+                    self._save()
+            self._state.retiring.remove(pending)  # saved with the caller's record of it
             self._log(f"started {role} {run.version} pid {child.pid} on port {port}")
             return ProcessRecord(
                 version=run.version,
@@ -871,19 +887,48 @@ class LocalProcessTarget:
     # -- the router -------------------------------------------------------------------------
 
     def _router_answers(self, rec: RouterRecord) -> bool:
-        return pid_alive(rec.pid, rec.started) and self._router_routing(rec) is not None
+        """The router ``rec`` runs and its admin API answers as that same process."""
+        if not pid_alive(rec.pid, rec.started):
+            return False
+        try:
+            status, body = _admin(rec.admin_port, "GET", "/healthz")
+            return status == 200 and json.loads(body).get("pid") == rec.pid
+        except (OSError, http.client.HTTPException, ValueError, AttributeError):
+            return False
 
     def _ensure_router(self) -> RouterRecord:
         s = self._state
         if s.router is not None and self._router_answers(s.router):
             return s.router
+        state_file = self.state_dir / ROUTER_STATE_FILE
+        info = _read_router_file(state_file)
+        if info is not None:  # a router started for this folder but not recorded yet
+            try:
+                found = RouterRecord(
+                    pid=int(info["pid"]),
+                    port=int(info["port"]),
+                    admin_port=int(info["admin_port"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                found = None
+            if found is not None and (s.router is None or found.pid != s.router.pid):
+                found = RouterRecord(
+                    found.pid, found.port, found.admin_port, process_start_time(found.pid)
+                )
+                if self._router_answers(found):
+                    if s.router is not None and pid_alive(s.router.pid, s.router.started):
+                        stop_process(s.router.pid, s.router.started)
+                    s.router = found
+                    self._save()
+                    self.adopted["router"] = found.pid
+                    self._log(f"adopted router pid {found.pid} on port {found.port}")
+                    return found
         port = self.router_port
         if s.router is not None:
             port = s.router.port
             if pid_alive(s.router.pid, s.router.started):
                 self._log(f"router pid {s.router.pid} is not answering; restarting it")
                 stop_process(s.router.pid, s.router.started)
-        state_file = self.state_dir / ROUTER_STATE_FILE
         argv = [
             self.python,
             "-m",
