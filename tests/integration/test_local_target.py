@@ -524,3 +524,38 @@ def test_a_router_started_but_not_recorded_is_adopted(make_target: MakeTarget) -
     assert adopted.traffic_url() == url
     assert int(details(adopted)["router_pid"]) == router_pid
     assert adopted.adopted["router"] == router_pid
+
+
+def test_a_promotion_cut_short_by_a_crash_is_finished_on_resume(make_target: MakeTarget) -> None:
+    target = started(make_target())
+    target.set_weight(25)
+    url = target.traffic_url()
+    path = target.state_dir / "target.json"
+    del target
+    # As if the controller died after recording the promotion, before telling the router.
+    data = json.loads(path.read_text())
+    old = data["stable"]
+    data["stable"], data["candidate"] = data["candidate"], None
+    data["retiring"] = [
+        {"version": "v1", "pid": old["pid"], "port": old["port"], "not_before": time.time() + 0.3}
+    ]
+    data["replaced"] = ["v1"]
+    path.write_text(json.dumps(data))
+    assert route(url, 100)["v1"] == 75  # the router still splits
+
+    resumed = make_target()
+    time.sleep(0.5)
+    assert pid_alive(old["pid"])  # due, but it still takes traffic: not stopped yet
+    resumed.ensure_stable(service("v1"))  # what a resumed release does first
+    resumed.promote(0.3)  # then the promote step again
+    assert route(url, 20)["v2"] == 20
+    deadline = time.monotonic() + 5
+    while pid_alive(old["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(old["pid"])
+    state = resumed.state()
+    assert (state.stable_version, state.candidate_version, state.candidate_weight) == (
+        "v2",
+        None,
+        0,
+    )

@@ -602,8 +602,11 @@ class LocalProcessTarget:
         with self._lock:
             s = self._state
             c = s.candidate
-            if c is None:
-                self._log("promote: no candidate; nothing to do")
+            if c is None:  # promoted already; make sure the router knows (a crash in between)
+                if s.stable is not None:
+                    self._ensure_router()
+                    self._apply_routing()
+                    self._reap()
                 return
             if not self._answers(c):
                 raise StepFailed(
@@ -669,6 +672,14 @@ class LocalProcessTarget:
             s = self._state
             processes = [(r.pid, r.started) for r in (s.router, s.stable, s.candidate) if r]
             processes += [(r.pid, r.started) for r in s.retiring]
+            info = _read_router_file(self.state_dir / ROUTER_STATE_FILE)
+            if info is not None and isinstance(info.get("pid"), int):
+                try:
+                    found = RouterRecord(info["pid"], int(info["port"]), int(info["admin_port"]))
+                except (KeyError, TypeError, ValueError):
+                    found = None
+                if found is not None and self._router_answers(found):
+                    processes.append((found.pid, None))  # started but never recorded
             stop_processes(processes)
             self._state = LocalState(app=self.app)
             self._save()
