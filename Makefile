@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install install-dev demo test test-unit test-integration test-e2e lint bench
+.PHONY: help install install-dev demo test test-unit test-e2e lint bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ install-dev: $(BIN)/python  ## install the gatekeeper with test tools into .venv
 demo: install  ## install, then run one good and one bad release on this machine
 	$(BIN)/gatekeeper demo
 
-test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed) and run every test
+test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed); lint; run every test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	scripts/test-deps
 	scripts/with-postgres $(BIN)/pytest
 
