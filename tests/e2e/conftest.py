@@ -1,6 +1,7 @@
-"""Fixtures of the e2e suite: one test bed per session, API clients and namespaces on it.
+"""Fixtures of the e2e suite: one test bed for the package, API clients and namespaces on it.
 
-A test that needs the bed and cannot get it fails with the reason; it is never skipped.
+The bed lives while tests/e2e runs and is torn down before the rest of the suite goes on. A
+test that needs the bed and cannot get it fails with the reason; it is never skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bed() -> Iterator[ClusterBed]:
     reason = ""
     try:
@@ -44,19 +45,19 @@ def bed() -> Iterator[ClusterBed]:
         started.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubeconfig(bed: ClusterBed) -> Path:
     """The bed admin's kubeconfig file."""
     return bed.kubeconfig
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def argo_url(bed: ClusterBed) -> str:
     """argo-server's base URL (plain HTTP on loopback; send a bearer token)."""
     return bed.argo_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
     """An API client for the bed's admin, built from the kubeconfig the bed hands out."""
     api = config.new_client_from_config(config_file=str(bed.kubeconfig))
@@ -66,7 +67,7 @@ def kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
         api.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def narrow_kube(bed: ClusterBed) -> Iterator[client.ApiClient]:
     """An API client holding the token of a user with no rights but those a test grants."""
     kubeconfig = bed.kubeconfig_for(bed.narrow_user, bed.narrow_token)
@@ -96,7 +97,7 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
         core.delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def argo(bed: ClusterBed) -> Iterator[httpx.Client]:
     """argo-server's HTTP API, authenticated with the admin's bearer token (auth mode client)."""
     with httpx.Client(

@@ -6,6 +6,7 @@ import atexit
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from tests.e2e.testbed.process import ManagedProcess, free_port
 ARGO_NAMESPACE = "argo"
 NODE_COUNT = 2
 NARROW_USER = "narrow-user"
-STARTUP_TIMEOUT = 90.0
 
 
 class BedError(RuntimeError):
@@ -61,7 +61,7 @@ class ClusterBed:
         write_kubeconfig(target, self.server, self.ca_file, user, token)
         return target
 
-    def stop(self) -> None:
+    def stop(self, keep_files: bool = False) -> None:
         if self._stopped:
             return
         self._stopped = True
@@ -71,7 +71,7 @@ class ClusterBed:
             proc.stop()
         if self.api is not None:
             self.api.close()
-        if not self.keep:
+        if not (self.keep or keep_files):
             shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -113,7 +113,11 @@ def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
     admin_token = secrets.token_hex(24)
     narrow_token = secrets.token_hex(24)
     api_port = free_port()
-    ca_pki = make_pki(root / "pki")
+    try:
+        ca_pki = make_pki(root / "pki")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        raise BedError(f"the e2e test bed could not make its certificates: {exc}") from exc
     bed = ClusterBed(
         root=root,
         server=f"https://127.0.0.1:{api_port}",
@@ -129,15 +133,11 @@ def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
     try:
         _bring_up(bed, bins, crd_files, ca_pki, api_port, with_argo)
     except BaseException as exc:
-        hint = (
-            f" (logs kept in {root})"
-            if keep
-            else " (set GATEKEEPER_TESTBED_KEEP=1 to keep its logs)"
-        )
-        bed.stop()
-        if isinstance(exc, BedError):
+        # Keep the logs of a bed that failed to come up: the message points at them.
+        bed.stop(keep_files=True)
+        if isinstance(exc, BedError) or not isinstance(exc, Exception):
             raise
-        raise BedError(f"the e2e test bed did not come up: {exc}{hint}") from exc
+        raise BedError(f"the e2e test bed did not come up: {exc} (logs in {root})") from exc
     bed.startup_seconds = time.monotonic() - started
     return bed
 
