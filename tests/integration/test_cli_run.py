@@ -135,3 +135,61 @@ def test_demo_promotes_the_good_release_and_rolls_back_the_bad_one(tmp_path: Pat
     assert outcomes["bad release"][0] == "rolled_back"
     assert outcomes["bad release"][1].startswith("abort: error ratio")
     assert all(r["seconds"] < 150 for r in summary["releases"])
+
+
+def test_a_killed_run_resumes_where_it_stopped_without_repeating_a_shift(
+    tmp_path: Path, router_port: int
+):
+    import signal
+    import time
+
+    from gatekeeper.store.sql import SqlStore
+
+    path = write_spec(
+        tmp_path, router_port,
+        strategy={"type": "canary", "steps": [25, 50, 100], "analysis": "5m"},
+    )
+    env = {**os.environ, "GATEKEEPER_HOME": str(tmp_path)}
+    db = f"sqlite:///{tmp_path / 'gatekeeper.db'}"
+    with LoadGenerator(f"http://127.0.0.1:{router_port}/", rps=150, duration=150):
+        # Given a release killed (SIGKILL) after its shift to 50%
+        first = subprocess.Popen(
+            [sys.executable, "-m", "gatekeeper.cli", "run", str(path)],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        killed_at = None
+        while time.monotonic() < deadline and first.poll() is None:
+            if (tmp_path / "gatekeeper.db").exists():
+                store = SqlStore.open(db)
+                try:
+                    record = store.get_release("shop-cli-v2")
+                finally:
+                    store.close()
+                if record is not None and record.next_step >= 5:  # shift-50 done
+                    first.send_signal(signal.SIGKILL)
+                    first.wait()
+                    killed_at = record.next_step
+                    break
+            time.sleep(0.2)
+        assert killed_at is not None, "the release never reached its 50% step"
+        weight_before = LocalProcessTarget("shop", tmp_path / "target").state().candidate_weight
+        assert weight_before == 50
+
+        # When it is run again
+        out = gatekeeper("run", str(path), "--json", home=tmp_path)
+
+    # Then it resumed there, was promoted, and shifted traffic to each weight once
+    assert out.returncode == 0, out.stderr[-3000:]
+    store = SqlStore.open(db)
+    try:
+        events = store.events("shop-cli-v2")
+    finally:
+        store.close()
+    assert any(e.kind == "resumed" for e in events)
+    shifts = [e.message for e in events if e.kind == "shift" and "->" in e.message]
+    assert shifts == [
+        "traffic: candidate 0% -> 25%",
+        "traffic: candidate 25% -> 50%",
+        "traffic: candidate 50% -> 100%",
+    ], shifts
