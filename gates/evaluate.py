@@ -54,6 +54,15 @@ class GateEvaluator:
                     "see one sample at most"
                 )
 
+    def observed(self, subject: Subject, at: datetime) -> bool:
+        """Whether the provider has the subject's request counter yet (a new version's
+        target must be discovered and scraped twice before any gate can see it)."""
+        scrape = self.provider.scrape_interval() or 1.0
+        try:
+            return subject in self.provider.counts(self.profile, [subject], 3 * scrape, at)
+        except GatekeeperError:
+            return False
+
     def evaluate(
         self, release: Release, at: datetime, gates: Sequence[GateSpec] | None = None
     ) -> list[GateResult]:

@@ -193,7 +193,7 @@ def default_gates(profile: str = "http") -> GateSet:
                 comparison=Comparison.GT,
                 threshold=0.05,
                 window=120,
-                interval=1,  # a guard: one cheap query per tick for every release
+                interval=0.25,  # a guard: one cheap query per tick for every release
                 guard=True,
             ),
             GateSpec(

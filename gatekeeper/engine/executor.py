@@ -117,6 +117,7 @@ class LocalExecutor:
         hooks: Hooks | None = None,
         on_deployed: Callable[[list[str]], None] | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
+        metrics_timeout_s: float = 60.0,
     ) -> None:
         self.spec = spec
         self.plan = plan
@@ -128,6 +129,7 @@ class LocalExecutor:
         self.hooks = hooks or Hooks()
         self.on_deployed = on_deployed
         self.stop_requested = stop_requested
+        self.metrics_timeout_s = metrics_timeout_s
         self.release_id = spec.release_id
         guard_intervals = [g.interval for g in gates.evaluator.gate_set.guards]
         all_intervals = [g.interval for g in gates.evaluator.gate_set.gates]
@@ -195,6 +197,7 @@ class LocalExecutor:
             self.target.deploy_candidate(self._candidate_run(), step.scale_percent)
             if self.on_deployed:
                 self.on_deployed(self.target.metrics_endpoints())
+            self._await_metrics()
         elif isinstance(step, Verify):
             for line in run_smoke_checks(
                 self.target.preview_url(), step.checks, sleep=self.clock.sleep
@@ -222,6 +225,28 @@ class LocalExecutor:
             self._traffic()
         else:  # pragma: no cover - the Step union is closed
             raise StepFailed(f"step {step.name}: unknown kind")
+
+    def _await_metrics(self) -> None:
+        """Before any traffic, wait (bounded) until the candidate's metrics are collected,
+        so the gates see its first requests instead of a discovery delay."""
+        evaluator = self.gates.evaluator
+        candidate = self.gates.release.candidate
+        start = self.clock.now()
+        while not evaluator.observed(candidate, self.clock.now()):
+            waited = (self.clock.now() - start).total_seconds()
+            if waited >= self.metrics_timeout_s:
+                self._event(
+                    "metrics",
+                    f"{candidate} not seen by {evaluator.provider.name} after "
+                    f"{human_duration(waited)}; gates stay inconclusive until it is",
+                )
+                return
+            self.clock.sleep(self.tick_s)
+        waited = (self.clock.now() - start).total_seconds()
+        self._event(
+            "metrics",
+            f"{candidate} seen by {evaluator.provider.name} after {human_duration(waited)}",
+        )
 
     def _shift(self, weight: int) -> None:
         state = self.target.state()
