@@ -118,6 +118,7 @@ class LocalExecutor:
         on_deployed: Callable[[list[str]], None] | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
         metrics_timeout_s: float = 60.0,
+        record_interval_s: float = 10.0,
     ) -> None:
         self.spec = spec
         self.plan = plan
@@ -130,6 +131,8 @@ class LocalExecutor:
         self.on_deployed = on_deployed
         self.stop_requested = stop_requested
         self.metrics_timeout_s = metrics_timeout_s
+        self.record_interval_s = record_interval_s
+        self._recorded: dict[str, tuple[Verdict, datetime]] = {}
         self.release_id = spec.release_id
         guard_intervals = [g.interval for g in gates.evaluator.gate_set.guards]
         all_intervals = [g.interval for g in gates.evaluator.gate_set.gates]
@@ -330,11 +333,26 @@ class LocalExecutor:
     def _handle(self, results: list[GateResult]) -> None:
         if not results:
             return
-        self.store.record_gate_results(self.release_id, results)
+        keep = [r for r in results if self._worth_recording(r)]
+        if keep:
+            self.store.record_gate_results(self.release_id, keep)
         self.listener.gates(results)
         failed = [r for r in results if r.verdict is Verdict.FAIL]
         if failed:
             raise GateFailed("; ".join(r.reason for r in failed))
+
+    def _worth_recording(self, r: GateResult) -> bool:
+        """Every change of verdict, and otherwise one result per gate each record interval:
+        a guard judged four times a second need not write four rows a second."""
+        last = self._recorded.get(r.gate)
+        if (
+            last is None
+            or last[0] is not r.verdict
+            or (r.at - last[1]).total_seconds() >= self.record_interval_s
+        ):
+            self._recorded[r.gate] = (r.verdict, r.at)
+            return True
+        return False
 
     # -- records --------------------------------------------------------------------------
 

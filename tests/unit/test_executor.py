@@ -17,6 +17,7 @@ from gatekeeper.domain.plan import (
     WaitForApproval,
 )
 from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
+from gatekeeper.domain.verdicts import Verdict
 from gatekeeper.engine.executor import Hooks, LocalExecutor, new_record
 from gatekeeper.store.base import Approval
 from gatekeeper.store.sql import SqlStore
@@ -228,3 +229,15 @@ def test_crash_at_every_step_boundary_then_resume_never_repeats_a_shift(
     assert [c[0] for c in h.target.calls].count("promote") == 1
     final = h.store.get_release(s.release_id)
     assert final is not None and final.next_step == len(h.plan.steps)
+
+
+def test_gate_results_are_recorded_on_change_and_every_ten_seconds_not_every_tick(make):
+    h = make()
+    assert h.executor().run().phase is Phase.PROMOTED
+    elapsed = (h.clock.now() - T0).total_seconds()
+    rows = [r for r in h.store.gate_results(h.spec.release_id, limit=100_000) if r.gate == "abort"]
+    ticks = elapsed / 0.25
+    assert len(rows) <= elapsed / 10 + 10, (len(rows), elapsed)
+    assert len(rows) < ticks / 10
+    verdicts = [r.verdict for r in rows]
+    assert Verdict.PASS in verdicts  # the record still shows what the gate said
