@@ -34,6 +34,7 @@ class LiveGates:
         self.clock = clock
         self.tracker = InconclusiveTracker()
         self.latest: dict[str, GateResult] = {}
+        self.traffic_since: datetime | None = None
         self._last_run: dict[str, datetime] = {}
         self._specs = {g.name: g for g in evaluator.gate_set.gates}
 
@@ -56,11 +57,16 @@ class LiveGates:
             return []
         fresh = []
         for r in self.evaluator.evaluate(self.release, at, todo):
-            r = self.tracker.apply(self._specs[r.gate], r, self.release.started)
+            r = self.tracker.apply(self._specs[r.gate], r, self.traffic_since)
             self.latest[r.gate] = r
             self._last_run[r.gate] = at
             fresh.append(r)
         return fresh
+
+    def traffic_started(self, at: datetime) -> None:
+        """The candidate gets traffic from ``at``: inconclusive gates may now fail closed."""
+        if self.traffic_since is None:
+            self.traffic_since = at
 
     def reset(self) -> None:
         """Forget the latest results (a new analysis starts from fresh evidence)."""

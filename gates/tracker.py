@@ -17,12 +17,15 @@ class InconclusiveTracker:
     def __init__(self) -> None:
         self._since: dict[str, datetime] = {}
 
-    def apply(self, gate: GateSpec, result: GateResult, release_start: datetime) -> GateResult:
+    def apply(self, gate: GateSpec, result: GateResult, start: datetime | None) -> GateResult:
+        """``start``: when the clock may start (the candidate's first traffic); None: not yet."""
         if result.verdict is not Verdict.INCONCLUSIVE:
             self._since.pop(gate.name, None)
             return result
-        since = self._since.setdefault(gate.name, max(result.at, release_start))
-        since = min(since, result.at)
+        since = self._since.setdefault(gate.name, result.at)
+        if start is None:
+            return result
+        since = min(max(since, start), result.at)
         waited = (result.at - since).total_seconds()
         if waited + 1e-6 < gate.inconclusive_deadline:
             return result

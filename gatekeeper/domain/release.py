@@ -23,6 +23,7 @@ class Phase(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     HOLDING = "holding"
+    ROLLING_BACK = "rolling_back"  # decided; a resumed run finishes the rollback first
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"  # stopped while holding: timed out or stopped by a person

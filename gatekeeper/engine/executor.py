@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import tenacity
+
 from gatekeeper.domain.durations import human_duration
-from gatekeeper.domain.errors import StepFailed
+from gatekeeper.domain.errors import StepFailed, TemporaryError
 from gatekeeper.domain.plan import (
     Analyze,
     DeployCandidate,
@@ -146,6 +148,9 @@ class LocalExecutor:
             raise StepFailed(f"release {self.release_id} is not in the store")
         if record.phase.final:
             return Outcome(self.release_id, record.phase, record.reason)
+        if record.phase is Phase.ROLLING_BACK:
+            reason = record.reason.removeprefix(_ABORTED_MARK)
+            return self._rollback(_intended(record.reason), reason)
         if record.next_step > 0:
             nxt = self.plan.steps[min(record.next_step, len(self.plan.steps) - 1)]
             total = len(self.plan.steps)
@@ -157,6 +162,8 @@ class LocalExecutor:
             if self.on_deployed:
                 self.on_deployed(self.target.metrics_endpoints())
             self._traffic()
+            if self.target.state().candidate_weight > 0:
+                self.gates.traffic_started(self.clock.now())  # resumed with traffic flowing
             for index in range(record.next_step, len(self.plan.steps)):
                 step = self.plan.steps[index]
                 self.listener.step(index, len(self.plan.steps), step)
@@ -179,19 +186,45 @@ class LocalExecutor:
         except KeyboardInterrupt:
             return self._rollback(Phase.ABORTED, "stopped by the operator")
         except Exception as e:
-            self._event("error", f"{type(e).__name__}: {e}")
-            return self._rollback(Phase.FAILED, f"internal error: {type(e).__name__}: {e}")
+            what = f"{type(e).__name__}: {e}"
+            self._best_effort(lambda: self._event("error", what))
+            return self._rollback(Phase.FAILED, f"internal error: {what}")
 
     def _rollback(self, phase: Phase, reason: str) -> Outcome:
-        self._event("rollback", f"rolling back: {reason}")
+        """Traffic back to stable first; the records are written around it, best effort, so a
+        store outage never keeps traffic on a failing candidate."""
+        self._best_effort(lambda: self._set_phase(Phase.ROLLING_BACK, _decided(phase, reason)))
+        self._best_effort(lambda: self._event("rollback", f"rolling back: {reason}"))
         try:
             for step in self.plan.rollback:
-                self._run_step(step)
+                if isinstance(step, Rollback):
+                    self._retrying(self.target.rollback)
+                else:
+                    self._run_step(step)
         except Exception as e:  # the release still ends; say the rollback did not finish
             reason = f"{reason}; rollback did not finish: {type(e).__name__}: {e}"
             phase = Phase.FAILED
-        self._phase(phase, reason)
+        self._best_effort(self._traffic)
+        self._best_effort(lambda: self._phase(phase, reason))
         return Outcome(self.release_id, phase, reason)
+
+    def _retrying(self, action: Callable[[], None]) -> None:
+        """A target action retried on TemporaryError, with backoff, for up to a minute."""
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TemporaryError),
+            stop=tenacity.stop_after_delay(60) | tenacity.stop_after_attempt(20),
+            wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
+            sleep=self.clock.sleep,
+            reraise=True,
+        ):
+            with attempt:
+                action()
+
+    def _best_effort(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as e:
+            self.listener.event("error", f"could not record: {type(e).__name__}: {e}")
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -257,6 +290,8 @@ class LocalExecutor:
             self._event("shift", f"traffic already at candidate {weight}%")
             return
         self.target.set_weight(weight)
+        if weight > 0:
+            self.gates.traffic_started(self.clock.now())
         self._event("shift", f"traffic: candidate {state.candidate_weight}% -> {weight}%")
         self._traffic()
 
@@ -357,8 +392,11 @@ class LocalExecutor:
     # -- records --------------------------------------------------------------------------
 
     def _phase(self, phase: Phase, reason: str) -> None:
-        self.store.set_phase(self.release_id, phase, reason)
+        self._set_phase(phase, reason)
         self._event("phase", f"{phase.value}: {reason}")
+
+    def _set_phase(self, phase: Phase, reason: str) -> None:
+        self.store.set_phase(self.release_id, phase, reason)
 
     def _event(self, kind: str, message: str) -> None:
         self.store.record_event(
@@ -386,6 +424,18 @@ class LocalExecutor:
         return VersionRun(
             version=self.spec.version, command=self.spec.command, image=self.spec.image
         )
+
+
+_ABORTED_MARK = "[stopped] "
+
+
+def _decided(phase: Phase, reason: str) -> str:
+    """The reason saved while rolling back; it remembers whether the release was stopped."""
+    return _ABORTED_MARK + reason if phase is Phase.ABORTED else reason
+
+
+def _intended(saved_reason: str) -> Phase:
+    return Phase.ABORTED if saved_reason.startswith(_ABORTED_MARK) else Phase.ROLLED_BACK
 
 
 def new_record(spec: ReleaseSpec, plan: Plan, now: datetime) -> ReleaseRecord:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.domain.errors import TemporaryError
 from gatekeeper.domain.plan import (
     Analyze,
     DeployCandidate,
@@ -21,6 +22,7 @@ from gatekeeper.domain.verdicts import Verdict
 from gatekeeper.engine.executor import Hooks, LocalExecutor, new_record
 from gatekeeper.store.base import Approval
 from gatekeeper.store.sql import SqlStore
+from gatekeeper.targets.base import VersionRun
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Counts, Subject
@@ -241,3 +243,100 @@ def test_gate_results_are_recorded_on_change_and_every_ten_seconds_not_every_tic
     assert len(rows) < ticks / 10
     verdicts = [r.verdict for r in rows]
     assert Verdict.PASS in verdicts  # the record still shows what the gate said
+
+
+class ApproveLater(FakeClock):
+    """A clock under which a person approves once ``after`` seconds have passed."""
+
+    def __init__(self, store, release_id: str, step: str, after: float) -> None:
+        super().__init__()
+        self.store, self.release_id, self.step, self.after = store, release_id, step, after
+        self.done = False
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.done and (self.t - T0).total_seconds() >= self.after:
+            self.store.add_approval(Approval(self.release_id, self.step, "cto", "cto", self.t))
+            self.done = True
+
+
+def test_a_long_wait_for_approval_before_any_traffic_never_fails_closed(make):
+    s = spec(expedited=True, expedited_reason="INC-1", hold_timeout="2h")
+    plan = Plan(
+        release=s.release_id, strategy="canary", expedited=True,
+        steps=(
+            WaitForApproval(name="approve-expedited", roles=("engineering-lead", "cto")),
+            DeployCandidate(name="deploy"),
+            ShiftTraffic(name="shift-100", weight=100),
+            Analyze(name="analyze-100", duration=120),
+            Promote(name="promote"),
+        ),
+    )
+    h = make(plan=plan, expedited=True, expedited_reason="INC-1", hold_timeout="2h")
+    h.clock = ApproveLater(h.store, h.spec.release_id, "approve-expedited", after=35 * 60)
+    out = h.executor().run()
+    assert out.phase is Phase.PROMOTED, out.reason  # 35 min of "no data" before traffic is fine
+
+
+class FlakyStore:
+    """The real store, until it breaks: every write fails from then on."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.broken = inner, False
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.inner, name)
+        writes = ("record_event", "set_phase", "record_gate_results", "save_target_state")
+        if name in writes:
+            def guarded(*args, **kwargs):
+                if self.broken:
+                    raise RuntimeError("database is unreachable")
+                return attr(*args, **kwargs)
+            return guarded
+        return attr
+
+
+def test_a_store_outage_never_keeps_traffic_on_a_failing_candidate(make):
+    h = make(error_ratio=0.08)
+    store = FlakyStore(h.store)
+    h.store = store
+    original = h.target.set_weight
+
+    def shift_then_break(weight: int) -> None:
+        original(weight)
+        store.broken = True  # the database goes away right after traffic moved
+
+    h.target.set_weight = shift_then_break
+    out = h.executor().run()
+    assert h.target.state().candidate_weight == 0
+    assert ("rollback", None) in h.target.calls
+    assert out.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+
+
+def test_a_release_killed_while_rolling_back_finishes_the_rollback_on_resume(make):
+    h = make()
+    h.target.ensure_stable(VersionRun("v1"))
+    h.target.deploy_candidate(VersionRun("v2"), 100)
+    h.target.set_weight(25)
+    h.store.set_phase(h.spec.release_id, Phase.ROLLING_BACK, "abort: error ratio 9% > 5%")
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK
+    assert out.reason == "abort: error ratio 9% > 5%"
+    assert h.target.state().candidate_weight == 0
+    assert not any(c[0] == "weight" and c[1] == 100 for c in h.target.calls)
+
+
+def test_a_temporary_target_error_in_rollback_is_retried(make):
+    h = make(error_ratio=0.08)
+    original = h.target.rollback
+    failures = [TemporaryError("router admin API did not answer")] * 2
+
+    def flaky_rollback() -> None:
+        if failures:
+            raise failures.pop()
+        original()
+
+    h.target.rollback = flaky_rollback
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert h.target.state().candidate_weight == 0
