@@ -61,10 +61,10 @@ def backtest_cmd(
                 progress=lambda i, n: bar.update(task, completed=i, total=n),
             )
     except InvalidInput as e:
-        err.print(f"[red]invalid input:[/red] {e}", highlight=False)
+        err.print(f"[red]invalid input:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from e
     except GatekeeperError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from e
     if as_json:
         json.dump(result.to_json(), sys.stdout, indent=2)

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from gatekeeper.domain.plan import Step
 from gatekeeper.domain.verdicts import GateResult
-from gatekeeper.targets.base import TargetState
+from gatekeeper.engine.executor import TargetState
 
 COLORS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "blue"}
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
+from gatekeeper.engine.control import abort_release, approve, history, plan_json, plan_rows
 from gatekeeper.engine.runner import (
     RunOptions,
     load_release_file,
@@ -19,9 +20,6 @@ from gatekeeper.engine.runner import (
     run_release,
     validate,
 )
-from gatekeeper.store.base import Approval
-from gatekeeper.store.factory import open_store
-from strategies.render import plan_json, plan_rows
 
 from .main import EXIT_ERROR, EXIT_INVALID, app
 from .progress import ReleaseProgress
@@ -30,7 +28,7 @@ err = Console(stderr=True)
 
 
 def _invalid(e: InvalidInput) -> typer.Exit:
-    err.print(f"[red]invalid input:[/red] {e}", highlight=False)
+    err.print(f"[red]invalid input:[/red] {e}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INVALID)
 
 
@@ -103,7 +101,7 @@ def run_cmd(
     except InvalidInput as e:
         raise _invalid(e) from e
     except GatekeeperError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from e
     code = outcome_exit_code(outcome.phase)
     if as_json:
@@ -141,23 +139,32 @@ def approve_cmd(
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
 ) -> None:
     """Approve a step of a running release (recorded in the audit trail)."""
-    store = open_store(db)
     try:
-        record = store.get_release(release_id)
-        if record is None:
-            raise _invalid(InvalidInput(f"release {release_id!r} is not in the store"))
-        names = [s["name"] for s in record.plan["steps"] if s["kind"] == "approval"]
-        if step not in names:
-            raise _invalid(
-                InvalidInput(
-                    f"release {release_id}: step {step!r} is not an approval step; "
-                    f"approval steps: {', '.join(names) or 'none'}"
-                )
-            )
-        store.add_approval(Approval(release_id, step, by, role, datetime.now(UTC), comment))
-    finally:
-        store.close()
+        approve(release_id, step, by=by, role=role, comment=comment, db_url=db)
+    except InvalidInput as e:
+        raise _invalid(e) from e
     Console().print(f"{step} of {release_id} approved by {by} ({role})")
+
+
+@app.command("abort")
+def abort_cmd(
+    release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),
+    by: str = typer.Option(..., "--by", help="Who stops it."),
+    reason: str = typer.Option(..., "--reason"),
+    shutdown: bool = typer.Option(
+        False, "--shutdown", help="Also stop the local target's router and versions."
+    ),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="The local target's folder."),
+    db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
+) -> None:
+    """Stop a release: all traffic back to stable; a running `gatekeeper run` exits 4."""
+    try:
+        said = abort_release(
+            release_id, by=by, reason=reason, db_url=db, state_dir=state_dir, shutdown=shutdown
+        )
+    except InvalidInput as e:
+        raise _invalid(e) from e
+    Console().print(f"{release_id}: {said}")
 
 
 @app.command("history")
@@ -167,24 +174,7 @@ def history_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Past and current releases, newest first."""
-    store = open_store(db)
-    try:
-        records = store.list_releases(app_name)
-    finally:
-        store.close()
-    rows = [
-        {
-            "release": r.release_id,
-            "app": r.app,
-            "environment": r.environment,
-            "version": r.version,
-            "strategy": r.strategy,
-            "phase": r.phase.value,
-            "reason": r.reason,
-            "created_at": r.created_at.isoformat(),
-        }
-        for r in records
-    ]
+    rows = history(app_name, db)
     if as_json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -34,7 +34,8 @@ from gatekeeper.domain.plan import (
 from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.domain.verdicts import GateResult, Verdict
 from gatekeeper.store.base import Event, ReleaseRecord, Store
-from gatekeeper.targets.base import Target, TargetState, VersionRun
+from gatekeeper.targets.base import Target, VersionRun
+from gatekeeper.targets.base import TargetState as TargetState  # the CLI's view of traffic
 from gates.live import LiveGates
 
 from .smoke import run_smoke_checks
@@ -91,6 +92,10 @@ class GateFailed(Exception):
     """A gate said fail: roll back."""
 
 
+class AbortedElsewhere(Exception):
+    """A person aborted the release (`gatekeeper abort`) while this run held it."""
+
+
 class HoldTimedOut(Exception):
     """Held longer than the release's hold_timeout."""
 
@@ -135,6 +140,7 @@ class LocalExecutor:
         self.metrics_timeout_s = metrics_timeout_s
         self.record_interval_s = record_interval_s
         self._recorded: dict[str, tuple[Verdict, datetime]] = {}
+        self._phase_checked: datetime | None = None
         self.release_id = spec.release_id
         guard_intervals = [g.interval for g in gates.evaluator.gate_set.guards]
         all_intervals = [g.interval for g in gates.evaluator.gate_set.gates]
@@ -168,6 +174,7 @@ class LocalExecutor:
                 step = self.plan.steps[index]
                 self.listener.step(index, len(self.plan.steps), step)
                 self._event("step-started", f"{step.name}: {step.describe()}")
+                self._check_stop()
                 self._guard()
                 self._run_step(step)
                 self.hooks.before_complete(index)
@@ -182,6 +189,8 @@ class LocalExecutor:
         except StepFailed as e:
             return self._rollback(Phase.ROLLED_BACK, str(e))
         except HoldTimedOut as e:
+            return self._rollback(Phase.ABORTED, str(e))
+        except AbortedElsewhere as e:
             return self._rollback(Phase.ABORTED, str(e))
         except KeyboardInterrupt:
             return self._rollback(Phase.ABORTED, "stopped by the operator")
@@ -271,12 +280,12 @@ class LocalExecutor:
         while not evaluator.observed(candidate, self.clock.now()):
             waited = (self.clock.now() - start).total_seconds()
             if waited >= self.metrics_timeout_s:
-                self._event(
-                    "metrics",
-                    f"{candidate} not seen by {evaluator.provider.name} after "
-                    f"{human_duration(waited)}; gates stay inconclusive until it is",
+                limit = human_duration(self.metrics_timeout_s)
+                raise StepFailed(
+                    f"deploy: {evaluator.provider.name} has not seen {candidate}'s metrics "
+                    f"after {human_duration(waited)} (limit {limit}); without them no gate "
+                    "can judge it: is its /metrics scraped?"
                 )
-                return
             self.clock.sleep(self.tick_s)
         waited = (self.clock.now() - start).total_seconds()
         self._event(
@@ -351,6 +360,12 @@ class LocalExecutor:
     def _check_stop(self) -> None:
         if self.stop_requested():
             raise KeyboardInterrupt
+        now = self.clock.now()
+        if self._phase_checked is None or (now - self._phase_checked).total_seconds() >= 1.0:
+            self._phase_checked = now
+            record = self.store.get_release(self.release_id)
+            if record is not None and record.phase is Phase.ABORTED:
+                raise AbortedElsewhere(record.reason)
 
     # -- gates ----------------------------------------------------------------------------
 

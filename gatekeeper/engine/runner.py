@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.domain.plan import Plan, WaitForApproval
-from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
+from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec, parse_release
 from gatekeeper.store.base import Approval, Event, Store
 from gatekeeper.store.factory import open_store
 from gates.evaluate import GateEvaluator, Release
@@ -74,45 +74,70 @@ class RunOptions:
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
+    """Run (or resume) one release to its end. Every check that can refuse the release
+    runs before anything is written or started."""
     plan, gate_set = validate(spec, base_dir)
-    store = open_store(options.db_url)
+    if spec.target.type != "local":
+        raise InvalidInput(
+            f"target.type {spec.target.type!r}: `gatekeeper run` drives the local target only; "
+            "the kubernetes target is not available yet"
+        )
+    _check_approvers(plan, options.approve)
+    state_dir = _state_dir(spec, options)
+    provider, sync, close_provider = _provider(spec, options, state_dir)
     try:
-        record = _submit_or_resume(store, spec, plan)
-        if record.phase.final:
-            return Outcome(spec.release_id, record.phase, record.reason)
-        _pre_approve(store, spec, plan, options.approve)
-        target = _target(spec, options)
-        provider, sync, stop_provider = _provider(spec, options, target)
+        evaluator = GateEvaluator(gate_set, provider)  # refuses windows under 2 scrapes
+        store = open_store(options.db_url)
         try:
-            evaluator = GateEvaluator(gate_set, provider)
-            release = Release(
-                candidate=Subject(spec.app, spec.version, _namespace(spec)),
-                baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
-                started=record.created_at,
-            )
-            clock = options.clock
-            live = LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
-            executor = LocalExecutor(
-                spec=spec,
-                plan=plan,
-                store=store,
-                target=target,
-                gates=live,
-                clock=clock,
-                listener=options.listener,
-                on_deployed=sync,
-                stop_requested=options.stop_requested,
-            )
-            return executor.run()
+            record = _submit_or_resume(store, spec, plan)
+            if record.phase.final:
+                return Outcome(spec.release_id, record.phase, record.reason)
+            _pre_approve(store, spec, plan, options.approve)
+            return _execute(spec, plan, store, record, evaluator, state_dir, sync, options)
         finally:
-            stop_provider()
-            if options.shutdown_target:
-                shutdown = getattr(target, "shutdown", None)
-                if shutdown is not None:
-                    shutdown()
-            target.close()
+            store.close()
     finally:
-        store.close()
+        close_provider()
+
+
+def _execute(
+    spec: ReleaseSpec,
+    plan: Plan,
+    store: Store,
+    record: Any,
+    evaluator: GateEvaluator,
+    state_dir: Path,
+    sync: Callable[[list[str]], None],
+    options: RunOptions,
+) -> Outcome:
+    from gatekeeper.targets.local.target import LocalProcessTarget
+
+    assert isinstance(spec.target, LocalTarget)
+    target = LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+    try:
+        release = Release(
+            candidate=Subject(spec.app, spec.version, _namespace(spec)),
+            baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
+            started=record.created_at,
+        )
+        clock = options.clock
+        live = LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
+        executor = LocalExecutor(
+            spec=spec,
+            plan=plan,
+            store=store,
+            target=target,
+            gates=live,
+            clock=clock,
+            listener=options.listener,
+            on_deployed=sync,
+            stop_requested=options.stop_requested,
+        )
+        return executor.run()
+    finally:
+        if options.shutdown_target:
+            target.shutdown()
+        target.close()
 
 
 def _utcnow() -> datetime:
@@ -172,24 +197,26 @@ def _pre_approve(
                 )
 
 
-def _target(spec: ReleaseSpec, options: RunOptions) -> Any:
-    if spec.target.type != "local":
-        raise InvalidInput(
-            f"target.type {spec.target.type!r}: `gatekeeper run` drives the local target; "
-            "the kubernetes target runs through the controller"
-        )
-    from gatekeeper.targets.local.target import LocalProcessTarget
+def _state_dir(spec: ReleaseSpec, options: RunOptions) -> Path:
+    if options.state_dir is not None:
+        return options.state_dir
+    if spec.target.type == "local" and spec.target.state_dir:
+        return Path(spec.target.state_dir)
+    return data_home() / "targets" / f"{spec.app}-{spec.environment}"
 
-    state_dir = options.state_dir or (
-        Path(spec.target.state_dir)
-        if spec.target.state_dir
-        else data_home() / "targets" / spec.release_id
-    )
-    return LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+
+def _check_approvers(plan: Plan, approve: Sequence[tuple[str, str]]) -> None:
+    roles = sorted({r for s in plan.steps if isinstance(s, WaitForApproval) for r in s.roles})
+    for role, name in approve:
+        if role not in roles:
+            raise InvalidInput(
+                f"--approve {role}:{name}: no step of this plan waits for a {role}; "
+                f"roles that approve here: {', '.join(roles) or 'none (no approval steps)'}"
+            )
 
 
 def _provider(
-    spec: ReleaseSpec, options: RunOptions, target: Any
+    spec: ReleaseSpec, options: RunOptions, state_dir: Path
 ) -> tuple[Provider, Callable[[list[str]], None], Callable[[], None]]:
     """Prometheus when a URL is given, else the built-in scraper on the target's versions."""
     if options.prometheus_url:
@@ -197,7 +224,10 @@ def _provider(
         from gates.prometheus import PrometheusProvider
 
         prom = PrometheusProvider(options.prometheus_url)
-        sd_file = Path(getattr(target, "state_dir", data_home())) / "file_sd.json"
+        if not prom.healthy():
+            prom.close()
+            raise GatekeeperError(f"prometheus at {options.prometheus_url} does not answer")
+        sd_file = state_dir / "file_sd.json"
 
         def sync_sd(endpoints: list[str]) -> None:
             write_file_sd(sd_file, endpoints, {"release": spec.release_id})
@@ -212,7 +242,7 @@ def _provider(
         for e in endpoints:
             scraper.add_target(e if e.startswith("http") else f"http://{e}/metrics")
 
-    return scraper, sync, scraper.stop
+    return scraper, sync, scraper.close
 
 
 def outcome_exit_code(phase: Phase) -> int:

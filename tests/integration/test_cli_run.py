@@ -101,9 +101,13 @@ def test_run_rolls_back_with_exit_3_when_the_candidate_cannot_start(
         ({"gates": {"gates": [{"name": "g", "metric": "error_ratio"}]}}, "needs threshold"),
         ({"approvals": ["nope"]}, "nope"),
         ({"expedited": True}, "expedited_reason"),
+        ({"time_scale": 200}, "shorter than two scrape intervals"),
+        ({"target": {"type": "kubernetes"}, "image": "shop:v2",
+          "stable": {"version": "v1", "image": "shop:v1"}}, "not available yet"),
     ],
     ids=["unknown-field", "unknown-strategy", "weights-decrease", "gate-without-threshold",
-         "unknown-approval-step", "expedited-without-reason"],
+         "unknown-approval-step", "expedited-without-reason", "window-under-two-scrapes",
+         "kubernetes-target"],
 )
 def test_invalid_input_exits_2_and_starts_nothing(
     tmp_path: Path, router_port: int, overrides: dict[str, Any], message: str
@@ -193,3 +197,46 @@ def test_a_killed_run_resumes_where_it_stopped_without_repeating_a_shift(
         "traffic: candidate 25% -> 50%",
         "traffic: candidate 50% -> 100%",
     ], shifts
+
+
+def test_approve_refuses_a_role_the_step_does_not_take_and_abort_frees_the_app(
+    tmp_path: Path, router_port: int
+):
+    path = write_spec(tmp_path, router_port, approvals=["shift-50"], hold_timeout="5m")
+    refused = gatekeeper("run", str(path), "--approve", "developer:dana", home=tmp_path)
+    assert refused.returncode == 2
+    assert "no step of this plan waits for a developer" in refused.stderr
+
+    # A release that waits for its approval in another process...
+    env = {**os.environ, "GATEKEEPER_HOME": str(tmp_path)}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "gatekeeper.cli", "run", str(path)],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            h = gatekeeper("history", "--json", home=tmp_path)
+            rows = json.loads(h.stdout) if h.returncode == 0 and h.stdout.strip() else []
+            if rows and rows[0]["phase"] == "holding":
+                break
+            time.sleep(0.5)
+        wrong = gatekeeper("approve", "shop-cli-v2", "approve-shift-50", "--by", "dana",
+                           "--role", "developer", home=tmp_path)
+        assert wrong.returncode == 2
+        assert "does not count" in wrong.stderr
+        # ...is stopped by an abort: traffic back to stable, and the run exits 4.
+        stop = gatekeeper("abort", "shop-cli-v2", "--by", "rm", "--reason", "wrong day",
+                          home=tmp_path)
+        assert stop.returncode == 0, stop.stderr
+        assert running.wait(timeout=60) == 4
+    finally:
+        if running.poll() is None:
+            running.kill()
+    state = LocalProcessTarget("shop", tmp_path / "target").state()
+    assert state.candidate_weight == 0
+    rows = json.loads(gatekeeper("history", "--json", home=tmp_path).stdout)
+    assert rows[0]["phase"] == "aborted"
+    assert rows[0]["reason"] == "aborted by rm: wrong day"

@@ -340,3 +340,27 @@ def test_a_temporary_target_error_in_rollback_is_retried(make):
     out = h.executor().run()
     assert out.phase is Phase.ROLLED_BACK, out.reason
     assert h.target.state().candidate_weight == 0
+
+
+class AbortLater(FakeClock):
+    """A clock under which a person runs `gatekeeper abort` after ``after`` seconds."""
+
+    def __init__(self, store, release_id: str, after: float) -> None:
+        super().__init__()
+        self.store, self.release_id, self.after = store, release_id, after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        record = self.store.get_release(self.release_id)
+        if (self.t - T0).total_seconds() >= self.after and not record.phase.final:
+            self.store.set_phase(self.release_id, Phase.ABORTED, "aborted by rm: bad timing")
+
+
+def test_an_abort_from_another_process_stops_the_run_and_returns_traffic(make):
+    h = make()
+    h.clock = AbortLater(h.store, h.spec.release_id, after=100)
+    out = h.executor().run()
+    assert out.phase is Phase.ABORTED
+    assert out.reason == "aborted by rm: bad timing"
+    assert h.target.state().candidate_weight == 0
+    assert ("promote", 0.0) not in h.target.calls
