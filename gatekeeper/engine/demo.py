@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -149,6 +150,7 @@ def run_demo(
 
     if use_prometheus is None:
         use_prometheus = prometheus_binary() is not None
+    own = workdir is None
     base = workdir or Path(tempfile.mkdtemp(prefix="gatekeeper-demo-"))
     state_dir = base / "target"
     router_port = free_port()
@@ -189,4 +191,6 @@ def run_demo(
         load.stop()
         with contextlib.suppress(Exception):
             LocalProcessTarget("shop", state_dir, router_port=router_port).shutdown()
+        if own:
+            shutil.rmtree(base, ignore_errors=True)
     return DemoResult(metrics=metrics_name, runs=runs)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from gatekeeper.domain.errors import GatekeeperError
 from gates.backtest import BacktestResult, backtest
 from gates.evaluate import GateEvaluator, Release
 from gates.prometheus import PrometheusProvider
@@ -32,6 +33,9 @@ def run_backtest(
 ) -> BacktestResult:
     gate_set = gate_set_from(gates_file)
     provider = PrometheusProvider(prometheus_url)
+    if not provider.healthy():
+        provider.close()
+        raise GatekeeperError(f"prometheus at {prometheus_url} does not answer")
     try:
         # Windows are checked against the scrape interval of today's config, which
         # may not be the one the history was scraped with: only live runs enforce it.

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -38,8 +36,10 @@ def history_start() -> datetime:
 
 
 @pytest.fixture(scope="session")
-def history_prometheus(history_start: datetime) -> Iterator[PrometheusServer]:
-    data = Path(tempfile.mkdtemp(prefix="prom-history-")) / "data"
+def history_prometheus(
+    history_start: datetime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    data = tmp_path_factory.mktemp("prom-history") / "data"
     t0 = history_start.timestamp()
     parts = [
         series(app, "v2", t0, HISTORY_MINUTES * 60, fn)  # type: ignore[arg-type]

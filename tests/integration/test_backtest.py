@@ -122,3 +122,19 @@ def test_cli_rejects_a_bad_time_with_exit_2(history_prometheus):
     )
     assert out.returncode == 2
     assert "--start" in out.stderr and "yesterday" in out.stderr
+
+
+def test_cli_exits_1_when_prometheus_does_not_answer(history_start):
+    from tests.support.prom import free_port
+
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "gatekeeper.cli", "gates", "backtest",
+            "--prometheus", f"http://127.0.0.1:{free_port()}", "--app", "a", "--version", "v",
+            "--start", "now-1h", "--end", "now", "--json",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1
+    assert "does not answer" in out.stderr
+    assert out.stdout == ""

@@ -6,10 +6,8 @@ the escaping is checked by Prometheus's own PromQL parser and RE2.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -78,8 +76,10 @@ def t0() -> datetime:
 
 
 @pytest.fixture(scope="module")
-def provider(t0: datetime) -> Iterator[PrometheusProvider]:
-    data = Path(tempfile.mkdtemp(prefix="prom-escaping-")) / "data"
+def provider(
+    t0: datetime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusProvider]:
+    data = tmp_path_factory.mktemp("prom-escaping") / "data"
     backfill(data, _history(t0.timestamp()))
     with prometheus(data_dir=data, scrape_interval="15s") as server:
         p = PrometheusProvider(server.url)

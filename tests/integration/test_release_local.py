@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,8 +54,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="gk-release-"))
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    base = tmp_path
     state_dir = base / "target"
     state_dir.mkdir()
     router_port = free_port()
