@@ -92,6 +92,8 @@ def abort_release(
                         target.shutdown()
                 finally:
                     target.close()
+        if record.phase.final:
+            return f"already {record.phase.value}; its local target was stopped"
         said = f"aborted by {by}: {reason}"
         if not record.phase.final:
             store.set_phase(release_id, Phase.ABORTED, said)
