@@ -38,6 +38,10 @@ def service() -> Iterator[DemoServer]:
 
 
 def test_flip_to_eight_percent_errors_fails_within_three_scrape_intervals(service: DemoServer):
+    """A running version flips from healthy to 8% errors. The abort gate here uses a 2s
+    window: the shipped 2m window would be diluted by two minutes of healthy history after
+    such a flip. In a release the candidate's window starts at its first traffic, and the
+    shipped gates are what bench/detection.py and the release tests measure."""
     port = service.server_address[1]
     gate_set = parse_gate_set({
         "profile": "http",
