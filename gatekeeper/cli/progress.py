@@ -24,9 +24,7 @@ def _value(r: GateResult) -> str:
         return "-"
     if math.isnan(r.value):
         return "NaN"
-    if r.gate in ("abort", "sustained") or (
-        r.threshold is not None and r.threshold < 1 and "error" in r.reason
-    ):
+    if "error ratio" in r.reason:  # the reason names what the value measures
         return f"{r.value * 100:.2f}%"
     return f"{r.value:.4g}"
 

@@ -67,7 +67,7 @@ def abort_release(
     sees the phase within a second and ends with exit code 4."""
     from gatekeeper.targets.local.target import LocalProcessTarget
 
-    from .runner import data_home
+    from .runner import target_dir
 
     store = open_store(db_url)
     try:
@@ -78,11 +78,7 @@ def abort_release(
             raise InvalidInput(f"release {release_id} already ended ({record.phase.value})")
         spec = parse_release(record.spec, source=f"release {release_id}")
         if spec.target.type == "local":
-            folder = state_dir or (
-                Path(spec.target.state_dir)
-                if spec.target.state_dir
-                else data_home() / "targets" / f"{spec.app}-{spec.environment}"
-            )
+            folder = target_dir(spec, state_dir)
             if folder.exists():
                 target = LocalProcessTarget(spec.app, folder)
                 try:

@@ -36,20 +36,6 @@ class LocalPrometheus:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def wait_for_targets(self, count: int, timeout: float = 30.0) -> None:
-        """Wait until ``count`` targets are up (bounded)."""
-        deadline = time.monotonic() + timeout
-        up = 0
-        while time.monotonic() < deadline:
-            r = httpx.get(f"{self.url}/api/v1/targets", timeout=5)
-            up = sum(1 for t in r.json()["data"]["activeTargets"] if t["health"] == "up")
-            if up >= count:
-                return
-            time.sleep(0.2)
-        raise GatekeeperError(
-            f"prometheus at {self.url}: {up} of {count} targets up after {timeout}s"
-        )
-
 
 def _config(scrape_interval: str, targets: dict[str, str], file_sd: Path | None) -> str:
     jobs = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,6 @@ class RunOptions:
     scrape_interval_s: float = 1.0
     stop_requested: Callable[[], bool] = lambda: False
     shutdown_target: bool = False  # stop every process at the end (demo, tests)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
@@ -198,8 +197,13 @@ def _pre_approve(
 
 
 def _state_dir(spec: ReleaseSpec, options: RunOptions) -> Path:
-    if options.state_dir is not None:
-        return options.state_dir
+    return target_dir(spec, options.state_dir)
+
+
+def target_dir(spec: ReleaseSpec, override: Path | None = None) -> Path:
+    """The local target's folder: shared by every release of one app and environment."""
+    if override is not None:
+        return override
     if spec.target.type == "local" and spec.target.state_dir:
         return Path(spec.target.state_dir)
     return data_home() / "targets" / f"{spec.app}-{spec.environment}"
