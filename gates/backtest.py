@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gatekeeper.domain.errors import InvalidInput
-from gatekeeper.domain.verdicts import Decision, GateResult, Verdict
+from gatekeeper.domain.verdicts import Decision, GateResult, Verdict, decide
 
 from .evaluate import GateEvaluator, Release
 from .tracker import InconclusiveTracker
@@ -98,9 +98,12 @@ def backtest(
             first_fail = at
         if progress:
             progress(i, total)
+    # The controller's rule (``decide``): the first fail rolls back; otherwise the last
+    # step's verdicts promote or hold.
+    final = decide(last, gates)
     if first_fail is not None:
         decision, decided_at = Decision.ROLLBACK, first_fail
-    elif last and all(r.verdict is Verdict.PASS for r in last):
+    elif final is Decision.PROMOTE:
         decision, decided_at = Decision.PROMOTE, last[0].at
     else:
         decision, decided_at = Decision.HOLD, None

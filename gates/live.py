@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from gatekeeper.domain.verdicts import GateResult
+from gatekeeper.domain.verdicts import Decision, GateResult, blocking, decide
 
 from .evaluate import GateEvaluator, Release
 from .spec import GateSpec
@@ -62,6 +62,13 @@ class LiveGates:
             self._last_run[r.gate] = at
             fresh.append(r)
         return fresh
+
+    def decision(self) -> tuple[Decision, list[GateResult]]:
+        """What every gate's latest verdict says of the release, and the results that keep
+        it from moving on (the shared rule: ``decide``)."""
+        names = [g.name for g in self.evaluator.gate_set.gates]
+        latest = [self.latest[n] for n in names if n in self.latest]
+        return decide(latest, names), blocking(latest)
 
     def traffic_started(self, at: datetime) -> None:
         """The candidate gets traffic from ``at``: inconclusive gates may now fail closed."""

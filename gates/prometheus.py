@@ -99,7 +99,7 @@ class PrometheusProvider:
             promql,
             start_time=start,
             end_time=end,
-            step=f"{step_s:g}",
+            step=f"{round(step_s * 1000) / 1000:.3f}",  # whole ms: ":g" keeps 6 digits
             params={"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"},
         )
         return result
@@ -107,19 +107,84 @@ class PrometheusProvider:
     # -- provider protocol ----------------------------------------------------------------
 
     def scrape_interval(self) -> float | None:
+        """Seconds between samples of an app not named: the largest interval of any scrape
+        job (any of them may be the app's), else the global one; None if the config
+        Prometheus serves cannot be read."""
+        intervals = self._scrape_intervals()
+        if intervals is None:
+            return None
+        global_s, per_job = intervals
+        return max(per_job.values(), default=global_s)
+
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        """Seconds between samples of ``subject``'s series: its scrape job's interval.
+
+        The job is the ``job`` label of the profile's request counter for the subject
+        (``count by (job)`` now; name a version that is running, such as the stable one),
+        its interval the job's ``scrape_interval`` in the config Prometheus serves at
+        /api/v1/status/config (a job without one has the global one, and without that
+        Prometheus's default, 1m). Several jobs: the largest of their intervals. No
+        series, a failing query, or a ``job`` the config does not name (relabeled,
+        federated): the largest interval of any job, as ``scrape_interval``, since a
+        limit too low would let a window through that sees one sample.
+        """
+        intervals = self._scrape_intervals()
+        if intervals is None:
+            return None
+        global_s, per_job = intervals
+        fallback = max(per_job.values(), default=global_s)
+        promql = f"count by (job) ({profile.requests_metric}{{{selector(profile, [subject])}}})"
+        try:
+            rows = self._instant(promql, datetime.now(UTC))
+        except (ProviderUnavailable, ProviderError):
+            return fallback
+        jobs = {str(row["metric"].get("job", "")) for row in rows}
+        if not jobs or not jobs <= per_job.keys():
+            return fallback
+        return max(per_job[job] for job in jobs)
+
+    def _scrape_intervals(self) -> tuple[float, dict[str, float]] | None:
+        """(global scrape interval, scrape interval per job name) from the served config."""
         try:
             resp = self._call(self._client._session.get, f"{self.url}/api/v1/status/config")
-            config = yaml.safe_load(resp.json()["data"]["yaml"])
-            interval = (config.get("global") or {}).get("scrape_interval", "1m")
-            return parse_duration(str(interval))
-        except (ProviderUnavailable, ProviderError, KeyError, ValueError, yaml.YAMLError):
+            config = yaml.safe_load(resp.json()["data"]["yaml"]) or {}
+            global_s = parse_duration(
+                str((config.get("global") or {}).get("scrape_interval", "1m"))
+            )
+            per_job = {
+                str(job["job_name"]): (
+                    parse_duration(str(job["scrape_interval"]))
+                    if job.get("scrape_interval")
+                    else global_s
+                )
+                for job in config.get("scrape_configs") or []
+            }
+        except (
+            ProviderUnavailable,
+            ProviderError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValueError,
+            yaml.YAMLError,
+        ):
             return None
+        return global_s, per_job
 
     def healthy(self) -> bool:
         try:
             return bool(self._client.check_prometheus_connection())
         except Exception:
             return False
+
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        """``up`` is 1 for the endpoint's target (its ``instance`` label) as of ``at``."""
+        if not endpoints:
+            return {}
+        query = f"max by (instance) (up{{{regex_matcher('instance', endpoints)}}})"
+        rows = self._instant(query, at)
+        up = {row["metric"].get("instance", ""): float(row["value"][1]) for row in rows}
+        return {e: up.get(e) == 1.0 for e in endpoints}
 
     def counts(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime

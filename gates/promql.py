@@ -3,8 +3,9 @@
 Templates use ``$name`` or ``${name}`` placeholders. Label values (app, namespace,
 version, baseline_version, workload) may only stand inside a double-quoted
 string, where they are escaped, so a value holding ``"``, ``\\`` or a newline can
-neither break nor change the query. ``$window`` must stand outside strings, and is
-always a validated duration.
+neither break nor change the query; inside a ``=~``/``!~`` matcher string their RE2
+metacharacters are quoted too, so ``1.0`` matches ``1.0`` alone. ``$window`` must
+stand outside strings, and is always a validated duration.
 """
 
 from __future__ import annotations
@@ -55,14 +56,18 @@ def regex_matcher(label: str, values: Iterable[str]) -> str:
     return f'{label}=~"{alts}"'
 
 
-def _placeholders(template: str) -> list[tuple[str, int, str | None]]:
-    """(name, position, enclosing quote or None) for each placeholder.
+def _placeholders(template: str) -> list[tuple[str, int, str | None, bool]]:
+    """(name, position, enclosing quote or None, inside a regex matcher) per placeholder.
 
     Walks PromQL's string and comment syntax: a ``#`` outside strings starts a comment
-    that runs to the end of the line, and quotes inside it open no string.
+    that runs to the end of the line, and quotes inside it open no string. A
+    double-quoted string is a regex when the token before it (whitespace skipped) is
+    ``=~`` or ``!~``: its content is RE2 as well as a string, so a value there needs
+    both escapings.
     """
-    found: list[tuple[str, int, str | None]] = []
+    found: list[tuple[str, int, str | None, bool]] = []
     quote: str | None = None
+    regex = False
     i = 0
     while i < len(template):
         ch = template[i]
@@ -76,6 +81,7 @@ def _placeholders(template: str) -> list[tuple[str, int, str | None]]:
                 continue
         elif ch in "\"'`":
             quote = ch
+            regex = ch == '"' and _after_regex_operator(template, i)
             i += 1
             continue
         elif ch == "#":
@@ -85,7 +91,7 @@ def _placeholders(template: str) -> list[tuple[str, int, str | None]]:
         if ch == "$":
             m = _PLACEHOLDER.match(template, i)
             if m:
-                found.append((m.group(1) or m.group(2), i, quote))
+                found.append((m.group(1) or m.group(2), i, quote, quote is not None and regex))
                 i = m.end()
                 continue
         i += 1
@@ -94,9 +100,17 @@ def _placeholders(template: str) -> list[tuple[str, int, str | None]]:
     return found
 
 
+def _after_regex_operator(template: str, quote_at: int) -> bool:
+    """Whether the string opening at ``quote_at`` is the value of a ``=~``/``!~`` matcher."""
+    j = quote_at - 1
+    while j >= 0 and template[j].isspace():
+        j -= 1
+    return j >= 1 and template[j] == "~" and template[j - 1] in "=!"
+
+
 def check_template(template: str, *, field: str = "query") -> None:
     """Raise InvalidInput unless every placeholder is known and placed where it is safe."""
-    for name, pos, quote in _placeholders(template):
+    for name, pos, quote, _ in _placeholders(template):
         if name not in VARIABLES:
             raise InvalidInput(
                 f"{field}: unknown variable ${name} at position {pos}; "
@@ -112,11 +126,16 @@ def check_template(template: str, *, field: str = "query") -> None:
 
 
 def render(template: str, variables: Mapping[str, str | float]) -> str:
-    """Fill ``template``; label values are escaped, ``window`` (seconds) becomes a duration."""
+    """Fill ``template``; label values are escaped, ``window`` (seconds) becomes a duration.
+
+    A label value inside a ``=~``/``!~`` matcher string has its RE2 metacharacters
+    quoted before it is string-escaped, so it matches exactly itself there too
+    (``1.0`` would otherwise match ``100``); elsewhere it is only string-escaped.
+    """
     check_template(template)
     out: list[str] = []
     last = 0
-    for name, pos, _ in _placeholders(template):
+    for name, pos, _, regex in _placeholders(template):
         m = _PLACEHOLDER.match(template, pos)
         assert m is not None
         if name not in variables:
@@ -125,6 +144,9 @@ def render(template: str, variables: Mapping[str, str | float]) -> str:
         out.append(template[last:pos])
         if name in DURATION_VARIABLES:
             out.append(promql_duration(float(value)))
+        elif regex:
+            # Prometheus anchors the regex, so a quoted literal matches the value alone.
+            out.append(escape_regex(str(value)))
         else:
             out.append(escape_string(str(value)))
         last = m.end()

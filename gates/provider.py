@@ -49,6 +49,20 @@ class Provider(Protocol):
         """Seconds between samples, when known (windows shorter than two are refused)."""
         ...
 
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        """Seconds between samples of ``subject``'s series, when known: where jobs scrape at
+        different intervals, the interval of the one that scrapes the subject."""
+        ...
+
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        """Whether each ``host:port`` is being scraped successfully as of ``at``.
+
+        A version is "seen" once its /metrics answers, not once its request series exist:
+        client libraries create labelled series at their first request, which a candidate
+        gets only after the first shift.
+        """
+        ...
+
     def counts(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
     ) -> dict[Subject, Counts]:

@@ -220,6 +220,7 @@ class _Series:
 class _TargetState:
     error: str | None = None
     failing_since: float | None = None
+    last_ok: float | None = None  # when it last answered
 
 
 class ScraperProvider:
@@ -361,7 +362,7 @@ class ScraperProvider:
                 log.info(
                     "scrape target %s answers again after %.0fs", url, ts - state.failing_since
                 )
-            state.error, state.failing_since = None, None
+            state.error, state.failing_since, state.last_ok = None, None, ts
             return
         if state.error is None:
             log.warning("scrape of %s failed: %s", url, error)
@@ -438,6 +439,20 @@ class ScraperProvider:
 
     def scrape_interval(self) -> float | None:
         return self.interval_s
+
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        """The endpoint's last scrape, at or before ``at``, succeeded."""
+        cutoff = at.timestamp()
+        with self._lock:
+            states = {e: self._targets.get(normalize_target(e)) for e in endpoints}
+            return {
+                e: s is not None and s.error is None and s.last_ok is not None
+                and s.last_ok <= cutoff + 1e-3
+                for e, s in states.items()
+            }
+
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        return self.interval_s  # every target is scraped on the same tick
 
     def counts(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime

@@ -12,11 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gatekeeper.domain.durations import Duration, format_duration
 from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.domain.release import pattern_text
 
 from .profiles import PROFILES
 from .promql import check_template
 
 MIN_SCALED_INTERVAL = 0.25
+GATE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Refusals say the pattern in words, as the release spec's do.
+_PATTERN_WORDS = {
+    GATE_NAME: "a gate name: a-z, 0-9, '_', '.' and '-', at most 63 characters, "
+    "starting with a letter or digit",
+}
 
 
 class Comparison(StrEnum):
@@ -65,7 +72,7 @@ class _Strict(BaseModel):
 class GateSpec(_Strict):
     """One gate. Durations accept "30s", "2m", "1h" or seconds."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    name: str = Field(pattern=GATE_NAME)
     kind: Kind = Kind.THRESHOLD
     metric: Metric | None = None
     query: str | None = None
@@ -85,6 +92,31 @@ class GateSpec(_Strict):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_effect: float = Field(default=0.0, ge=0)
     confidence: float = Field(default=0.95, ge=0, lt=1)  # error_ratio gates; 0 turns it off
+    # A warning error_ratio gate is judged again on the counts since the breach began,
+    # looking back this far: a fixed window never gathers enough evidence. 0 turns it off.
+    evidence_window: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _evidence_window_applies(self) -> GateSpec:
+        if not self.evidence_window:
+            return self
+        where = f"gate {self.name!r}: evidence_window {format_duration(self.evidence_window)}"
+        if (
+            self.metric is not Metric.ERROR_RATIO
+            or self.kind is not Kind.THRESHOLD
+            or self.sustained_for
+        ):
+            raise ValueError(
+                f"{where} applies to error_ratio threshold gates without sustained_for only"
+            )
+        if not self.confidence:
+            raise ValueError(f"{where} needs confidence above 0 (at 0 a breach fails at once)")
+        if self.evidence_window <= self.window:
+            raise ValueError(
+                f"{where} must be longer than the window {format_duration(self.window)} "
+                "(or 0 to turn it off)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> GateSpec:
@@ -114,6 +146,17 @@ class GateSpec(_Strict):
             raise ValueError(f"{where}: a mann_whitney gate judges metric error_ratio")
         if self.kind is Kind.BASELINE and self.max_increase is None:
             raise ValueError(f"{where}: a baseline gate needs max_increase")
+        if (
+            self.kind is Kind.BASELINE
+            and self.query is not None
+            and self.requests_query is None
+            and self.min_requests > 0
+        ):
+            raise ValueError(
+                f"{where}: a baseline gate with a query needs requests_query, so that "
+                f"min_requests ({self.min_requests}) applies to the candidate and the baseline "
+                "alike (or set min_requests: 0)"
+            )
         if self.kind is not Kind.THRESHOLD and self.sustained_for:
             raise ValueError(f"{where}: sustained_for applies to threshold gates only")
         if self.metric is not Metric.ERROR_RATIO and self.sustained_for:
@@ -142,7 +185,7 @@ class GateSpec(_Strict):
         """The same gate with every duration divided by ``factor`` (time compression)."""
         changes: dict[str, Any] = {
             f: getattr(self, f) / factor
-            for f in ("window", "sustained_for", "inconclusive_deadline")
+            for f in ("window", "sustained_for", "inconclusive_deadline", "evidence_window")
         }
         # Compressed time does not make Prometheus answer faster: intervals stop at 250ms.
         changes["interval"] = max(self.interval / factor, min(self.interval, MIN_SCALED_INTERVAL))
@@ -195,6 +238,7 @@ def default_gates(profile: str = "http") -> GateSet:
                 window=120,
                 interval=0.25,  # a guard: one cheap query per tick for every release
                 guard=True,
+                evidence_window=900,  # a breach held for minutes gathers enough evidence
             ),
             GateSpec(
                 name="sustained",
@@ -226,6 +270,8 @@ def _error_text(e: ValidationError, source: str) -> str:
         msg = re.sub(r"^Value error, ", "", err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "is not a known field"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = pattern_text(err["input"], err.get("ctx", {}).get("pattern", ""), _PATTERN_WORDS)
         lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
 

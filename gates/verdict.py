@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from statistics import NormalDist
 
 from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.verdicts import GateResult, Verdict, worst
 
+from .grid import to_ms
 from .provider import Buckets, Counts
 from .spec import Comparison, GateSpec, Metric, NoData
 
@@ -81,6 +82,13 @@ def no_data(gate: GateSpec, at: datetime, window_s: float, why: str = "no data")
 def not_started(gate: GateSpec, at: datetime) -> GateResult:
     """Before the release starts there is nothing to judge, whatever the no-data policy."""
     return _result(gate, Verdict.INCONCLUSIVE, "release not started", at, window_s=0.0)
+
+
+def not_applicable(gate: GateSpec, at: datetime, window_s: float, why: str) -> GateResult:
+    """A comparison with nothing to compare against: neither a pass nor a hold."""
+    return _result(
+        gate, Verdict.NOT_APPLICABLE, f"not applicable: {why}", at, window_s=window_s
+    )
 
 
 def provider_error(gate: GateSpec, at: datetime, error: str) -> GateResult:
@@ -206,7 +214,10 @@ def share_at_or_under(buckets: Buckets, bound_s: float) -> tuple[float, bool]:
     """The share of requests that took at most ``bound_s``, and whether it is exact.
 
     Exact when ``bound_s`` is a bucket boundary; otherwise interpolated linearly inside
-    the bucket that holds it, as histogram_quantile assumes.
+    the finite bucket that holds it, as histogram_quantile does (from 0 in the first
+    bucket). Past the largest finite bound, in the +Inf bucket, a histogram says nothing
+    about where its requests fall: the share is NaN (unknown), and the share at the
+    largest finite bound is only a lower bound of it.
     """
     total = buckets[-1][1]
     if total <= 0:
@@ -217,7 +228,7 @@ def share_at_or_under(buckets: Buckets, bound_s: float) -> tuple[float, bool]:
             return count / total, True
         if le > bound_s:
             if math.isinf(le):
-                return prev_count / total, False
+                return math.nan, False
             frac = (bound_s - prev_le) / (le - prev_le)
             return (prev_count + frac * (count - prev_count)) / total, False
         prev_le, prev_count = le, count
@@ -225,9 +236,15 @@ def share_at_or_under(buckets: Buckets, bound_s: float) -> tuple[float, bool]:
 
 
 def quantile_from_buckets(q: float, buckets: Buckets) -> float:
-    """The q-quantile, interpolated like histogram_quantile; +Inf past the last bound."""
+    """The q-quantile, interpolated inside its bucket like histogram_quantile.
+
+    Where histogram_quantile answers the largest finite bound for a rank in the +Inf
+    bucket, this answers +Inf: the quantile is only known to be above that bound, and
+    a bound read as the answer would pass a comparison it cannot support. A histogram
+    with no finite bucket gives NaN (histogram_quantile's answer too): nothing is known.
+    """
     total = buckets[-1][1]
-    if total <= 0:
+    if total <= 0 or len(buckets) < 2:
         return math.nan
     rank = q * total
     prev_le, prev_count = 0.0, 0.0
@@ -248,7 +265,11 @@ def judge_latency(
     """p(q) < threshold, judged as: the share of requests at or under the threshold >= q.
 
     The share is exact when the threshold is a bucket boundary (0.5 s is one in the
-    default buckets), where histogram_quantile would interpolate inside a bucket.
+    default buckets), where histogram_quantile would interpolate inside a bucket; inside
+    a finite bucket it is interpolated the same way, and the reason says so. A threshold
+    past the largest finite bound can still pass, exactly, when that bound already holds
+    q of the requests; otherwise the histogram cannot answer, and the gate is
+    inconclusive with the bucket to add (a fail here would be a guess).
     """
     if not buckets:
         return no_data(gate, at, window_s)
@@ -258,16 +279,48 @@ def judge_latency(
     assert gate.threshold is not None
     share, exact = share_at_or_under(buckets, gate.threshold)
     estimate = quantile_from_buckets(gate.quantile, buckets)
-    breach = share < gate.quantile
-    op = ">" if breach else "<="
+    finite = [(le, count) for le, count in buckets if not math.isinf(le)]
+    largest = finite[-1] if finite else None
     shown = fmt_seconds(estimate)
     if math.isinf(estimate):
-        shown = (
-            f"above {fmt_seconds(max((le for le, _ in buckets if not math.isinf(le)), default=0))}"
+        shown = f"above {fmt_seconds(largest[0] if largest else 0)}"
+    head = f"{gate.subject} {shown}"
+    where = f"over {human_duration(window_s)} ({fmt_requests(requests)}"
+    if math.isnan(share):
+        if largest is not None and largest[1] / requests >= gate.quantile:
+            # The share at the threshold is at least the share at this smaller bound.
+            return _result(
+                gate,
+                Verdict.PASS,
+                f"{head} <= {fmt_seconds(gate.threshold)} {where}; "
+                f"{fmt_pct(largest[1] / requests)} at or under {fmt_seconds(largest[0])}, "
+                "the largest bucket bound)",
+                at,
+                value=estimate,
+                window_s=window_s,
+                requests=requests,
+            )
+        known = (
+            f"{fmt_pct(largest[1] / requests)} at or under {fmt_seconds(largest[0])}, "
+            "the largest bucket bound"
+            if largest is not None
+            else "no bucket below +Inf"
         )
+        return _result(
+            gate,
+            Verdict.INCONCLUSIVE,
+            f"{gate.subject} {'unknown' if math.isnan(estimate) else shown}; "
+            f"the histogram cannot tell whether it is <= {fmt_seconds(gate.threshold)} "
+            f"{where}; {known}; add a bucket at le={gate.threshold:g})",
+            at,
+            value=None if math.isnan(estimate) else estimate,
+            window_s=window_s,
+            requests=requests,
+        )
+    breach = share < gate.quantile
+    op = ">" if breach else "<="
     text = (
-        f"{gate.subject} {shown} {op} {fmt_seconds(gate.threshold)} over "
-        f"{human_duration(window_s)} ({fmt_requests(requests)}; {fmt_pct(share)} at or under "
+        f"{head} {op} {fmt_seconds(gate.threshold)} {where}; {fmt_pct(share)} at or under "
         f"{fmt_seconds(gate.threshold)}{'' if exact else ', interpolated'})"
     )
     return _result(
@@ -320,17 +373,29 @@ def judge_sustained(
     points: Sequence[tuple[datetime, Counts]],
     at: datetime,
     window_s: float,
+    confirm: Counts | None = None,
 ) -> GateResult:
     """Error ratio above the threshold that has held for ``sustained_for``.
 
-    ``points`` are window ratios sampled over ``[at - sustained_for, at]``. A point with
-    too little traffic or no data is a gap: it neither breaks nor confirms the streak
-    (Prometheus `for:` clauses reset on a gap; a breach must be disproved, not missed).
-    Held long enough, the breach is confirmed over ``confirm_window`` from
-    non-overlapping windows before it fails; breaching but not yet held is a warning.
+    ``points`` are window ratios sampled over ``[at - sustained_for, at]`` on a grid that
+    ends at ``at``; ``confirm`` the counts over ``confirm_window`` ending at ``at``.
+
+    * A point with too little traffic or no data is a gap: it neither breaks nor proves
+      the streak; only a healthy point resets it (a Prometheus `for:` resets on a gap).
+    * Coverage: each point judges the window that ends at it, so breaching points at
+      most one window apart leave no moment of the streak unjudged. A wider gap between
+      two breaching points is a stretch nobody saw: the streak restarts after it, so a
+      handful of points cannot stand for 15 minutes of evidence.
+    * Held long enough, the breach must be confirmed over ``confirm_window`` with a
+      significant ratio (the one-sided Wilson bound at the gate's ``confidence`` past the
+      threshold) before it fails; until then it warns.
+
+    Times are compared in whole milliseconds, so "held 15m" on a grid is exactly 15m.
     """
-    by_time = sorted(points, key=lambda p: p[0])
-    current = by_time[-1] if by_time and by_time[-1][0] >= at - timedelta(seconds=1e-3) else None
+    at_ms = to_ms(at)
+    window_ms = round(window_s * 1000)
+    by_time = sorted(((to_ms(t), c) for t, c in points), key=lambda p: p[0])
+    current = by_time[-1] if by_time and by_time[-1][0] >= at_ms - 1 else None
     if current is None:
         return no_data(gate, at, window_s)
     counts = current[1]
@@ -340,81 +405,59 @@ def judge_sustained(
     ratio = error_ratio(counts)
     if not gate.comparison.breaches(ratio, gate.threshold):
         return _compare(gate, ratio, at, window_s, counts.requests, {})
-    breach_start = current[0]
+    breach_start = latest = current[0]
     for t, c in reversed(by_time[:-1]):
         if _too_little(gate, c.requests):
             continue
         if not gate.comparison.breaches(error_ratio(c), gate.threshold):
             break
-        breach_start = t
-    held = (at - breach_start).total_seconds()
+        if latest - t > window_ms:
+            break  # an unjudged stretch: the evidence restarts after it
+        breach_start = latest = t
+    held_ms = at_ms - breach_start
+    held = held_ms / 1000
     op = gate.comparison.value
     head = (
         f"{gate.subject} {fmt_pct(ratio)} {op} {fmt_pct(gate.threshold)} over "
         f"{human_duration(window_s)} ({fmt_requests(counts.requests)})"
     )
-    if held + 1e-6 < gate.sustained_for:
+
+    def warn(text: str) -> GateResult:
         return _result(
-            gate,
-            Verdict.WARN,
-            f"{head}, held {human_duration(held)} of {human_duration(gate.sustained_for)}",
-            at,
-            value=ratio,
-            window_s=window_s,
-            requests=counts.requests,
+            gate, Verdict.WARN, f"{head}, {text}", at,
+            value=ratio, window_s=window_s, requests=counts.requests,
         )
-    confirm = _confirm_counts(by_time, at, window_s, gate.confirm_s)
+
+    if held_ms < round(gate.sustained_for * 1000):
+        return warn(f"held {human_duration(held)} of {human_duration(gate.sustained_for)}")
+    confirm_text = human_duration(gate.confirm_s)
     if confirm is None or _too_little(gate, confirm.requests):
-        return _result(
-            gate,
-            Verdict.WARN,
-            f"{head}, held {human_duration(held)}; not confirmed over "
-            f"{human_duration(gate.confirm_s)} (too little data)",
-            at,
-            value=ratio,
-            window_s=window_s,
-            requests=counts.requests,
-        )
+        return warn(f"held {human_duration(held)}; not confirmed over {confirm_text} "
+                    "(too little data)")
     confirmed = error_ratio(confirm)
     if not gate.comparison.breaches(confirmed, gate.threshold):
-        return _result(
-            gate,
-            Verdict.WARN,
-            f"{head}, held {human_duration(held)}; {fmt_pct(confirmed)} over "
-            f"{human_duration(gate.confirm_s)} does not confirm",
-            at,
-            value=ratio,
-            window_s=window_s,
-            requests=counts.requests,
-        )
+        return warn(f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
+                    "does not confirm")
+    if gate.confidence:
+        upper = gate.comparison in (Comparison.LT, Comparison.LE)
+        bound = wilson_bound(confirm.errors, confirm.requests, gate.confidence, upper=upper)
+        if not gate.comparison.breaches(bound, gate.threshold):
+            return warn(
+                f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
+                f"({fmt_requests(confirm.requests)}) is not significant at "
+                f"{fmt_pct(gate.confidence)} ({'upper' if upper else 'lower'} bound "
+                f"{fmt_pct(bound)})"
+            )
     return _result(
         gate,
         Verdict.FAIL,
         f"{head}, held {human_duration(held)} (>= {human_duration(gate.sustained_for)}); "
-        f"{fmt_pct(confirmed)} over {human_duration(gate.confirm_s)} "
-        f"({fmt_requests(confirm.requests)})",
+        f"{fmt_pct(confirmed)} over {confirm_text} ({fmt_requests(confirm.requests)})",
         at,
         value=ratio,
         window_s=window_s,
         requests=counts.requests,
     )
-
-
-def _confirm_counts(
-    points: Sequence[tuple[datetime, Counts]], at: datetime, window_s: float, confirm_s: float
-) -> Counts | None:
-    """Counts over ``confirm_s`` summed from non-overlapping windows ending at at, at-w, ..."""
-    by_time = {round(t.timestamp(), 3): c for t, c in points}
-    n = max(1, math.ceil(confirm_s / window_s - 1e-9))
-    req = err = 0.0
-    found = 0
-    for k in range(n):
-        c = by_time.get(round(at.timestamp() - k * window_s, 3))
-        if c is not None:
-            req += c.requests
-            err += c.errors
-            found += 1
-    return Counts(requests=req, errors=err) if found else None
 
 
 def judge_baseline(
@@ -426,8 +469,11 @@ def judge_baseline(
 ) -> GateResult:
     """candidate <= baseline + max_increase, both measured over the same window.
 
-    Each side is (value, requests). A baseline worse than the candidate never fails
-    it; the absolute gates judge the candidate on their own.
+    Each side is (value, requests); ``min_requests`` applies to both. Only the
+    candidate's lack of data holds the release (and fails closed at the deadline): a
+    baseline with too little traffic (stable takes none at 100%) or no usable value
+    makes the gate *not applicable*, and a baseline worse than the candidate never
+    fails it; the absolute gates judge the candidate on their own.
     """
     assert gate.max_increase is not None
     if candidate is None:
@@ -435,55 +481,54 @@ def judge_baseline(
     value, requests = candidate
     if _too_little(gate, requests):
         return _little_traffic(gate, at, window_s, requests, {})
-    if baseline is None or _too_little(gate, baseline[1]) or math.isnan(baseline[0]):
-        why = (
-            "no baseline data"
-            if baseline is None
-            else (
-                f"baseline has too little traffic ({baseline[1]:,.0f} requests "
-                f"< {gate.min_requests:,})"
-            )
-        )
+    over = f"over {human_duration(window_s)}"
+    if math.isnan(value):
         return _result(
             gate,
             Verdict.INCONCLUSIVE,
-            f"{why} over {human_duration(window_s)}",
+            f"candidate {gate.subject} is NaN {over} ({fmt_requests(requests)})",
             at,
             value=value,
             window_s=window_s,
             requests=requests,
         )
-    base_value = baseline[0]
-    if math.isnan(value):
-        return _result(gate, Verdict.INCONCLUSIVE, f"{gate.subject} is NaN", at, window_s=window_s)
+    why = _baseline_unusable(gate, baseline)
+    if why is not None:
+        return _result(
+            gate,
+            Verdict.NOT_APPLICABLE,
+            f"not applicable: {why} {over}; the absolute gates judge the candidate",
+            at,
+            value=value,
+            window_s=window_s,
+            requests=requests,
+        )
+    assert baseline is not None
+    base_value, base_requests = baseline
     increase = value - base_value
     if math.isnan(increase):
         return _result(
             gate,
             Verdict.INCONCLUSIVE,
             f"candidate {gate.subject} {fmt_value(gate, value)} and baseline "
-            f"{fmt_value(gate, base_value)} cannot be compared over {human_duration(window_s)}",
+            f"{fmt_value(gate, base_value)} cannot be compared {over}",
             at,
             value=value,
             window_s=window_s,
             requests=requests,
         )
-    breach = increase > gate.max_increase
-    limit = (
-        fmt_value(gate, gate.max_increase).replace("%", " points")
-        if (gate.metric is Metric.ERROR_RATIO)
-        else fmt_value(gate, gate.max_increase)
+    # 0.04 - 0.03 is 0.010000000000000002: an increase equal to the limit is allowed.
+    breach = increase > gate.max_increase and not math.isclose(
+        increase, gate.max_increase, rel_tol=1e-9, abs_tol=1e-12
     )
-    shown = (
-        fmt_value(gate, abs(increase)).replace("%", " points")
-        if (gate.metric is Metric.ERROR_RATIO)
-        else fmt_value(gate, abs(increase))
-    )
+    points = gate.metric is Metric.ERROR_RATIO
+    limit = _increase_text(gate, gate.max_increase, points)
+    shown = _increase_text(gate, abs(increase), points)
     direction = "above" if increase >= 0 else "below"
     text = (
         f"candidate {gate.subject} {fmt_value(gate, value)} is {shown} {direction} baseline "
-        f"{fmt_value(gate, base_value)} ({'>' if breach else '<='} {limit} allowed) over "
-        f"{human_duration(window_s)} ({fmt_requests(requests)} vs {baseline[1]:,.0f})"
+        f"{fmt_value(gate, base_value)} ({'>' if breach else '<='} {limit} allowed) {over} "
+        f"({fmt_requests(requests)} vs {base_requests:,.0f})"
     )
     return _result(
         gate,
@@ -494,3 +539,21 @@ def judge_baseline(
         window_s=window_s,
         requests=requests,
     )
+
+
+def _baseline_unusable(gate: GateSpec, baseline: tuple[float, float] | None) -> str | None:
+    """Why the baseline cannot be compared with, in words; None when it can."""
+    if baseline is None:
+        return "no baseline data"
+    base_value, base_requests = baseline
+    if math.isnan(base_requests) or base_requests < gate.min_requests or base_requests <= 0:
+        shown = "NaN" if math.isnan(base_requests) else f"{base_requests:,.0f}"
+        return f"baseline has too little traffic ({shown} requests < {gate.min_requests:,})"
+    if math.isnan(base_value):
+        return f"baseline {gate.subject} is NaN ({fmt_requests(base_requests)})"
+    return None
+
+
+def _increase_text(gate: GateSpec, amount: float, points: bool) -> str:
+    text = fmt_value(gate, amount)
+    return text.replace("%", " points") if points else text

@@ -13,6 +13,7 @@ from gatekeeper.engine.demo import run_demo
 
 from .main import EXIT_ERROR, app
 from .progress import ReleaseProgress
+from .text import lit, styled
 
 
 @app.command("demo")
@@ -51,17 +52,17 @@ def demo_cmd(
         )
         sys.stdout.write("\n")
     else:
-        table = Table(title=f"gatekeeper demo summary (metrics: {result.metrics})")
+        table = Table(title=lit(f"gatekeeper demo summary (metrics: {result.metrics})"))
         for col in ("release", "expected", "outcome", "time", "reason"):
             table.add_column(col, overflow="fold")
         for r in result.runs:
             color = "green" if r.as_expected else "red"
             table.add_row(
-                r.outcome.release_id,
-                r.expected.value,
-                f"[{color}]{r.outcome.phase.value}[/{color}]",
+                lit(r.outcome.release_id),
+                lit(r.expected.value),
+                styled(color, r.outcome.phase.value),
                 f"{r.seconds:.0f}s",
-                r.outcome.reason,
+                lit(r.outcome.reason),
             )
         Console().print(table)
         Console().print("[green]demo passed[/green]" if result.ok else "[red]demo failed[/red]")

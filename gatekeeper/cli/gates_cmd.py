@@ -15,6 +15,7 @@ from gatekeeper.domain.durations import parse_duration
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.engine.gating import run_backtest
 
+from .text import lit, print_problem, styled
 from .timeparse import parse_time
 
 gates_app = typer.Typer(help="Metric gates: backtest them against history.", no_args_is_help=True)
@@ -61,28 +62,28 @@ def backtest_cmd(
                 progress=lambda i, n: bar.update(task, completed=i, total=n),
             )
     except InvalidInput as e:
-        err.print(f"[red]invalid input:[/red] {e}", highlight=False, soft_wrap=True)
+        print_problem(err, "invalid input", e)
         raise typer.Exit(2) from e
     except GatekeeperError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        print_problem(err, "error", e)
         raise typer.Exit(1) from e
     if as_json:
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     out = Console()
-    table = Table(title=f"backtest {app_name}@{version}  {start} .. {end}  step {step}")
+    table = Table(title=lit(f"backtest {app_name}@{version}  {start} .. {end}  step {step}"))
     for col in ("time", "gate", "value", "verdict", "reason"):
         table.add_column(col, overflow="fold")
     for row in result.to_json()["timeline"]:
         color = _COLORS.get(row["verdict"], "white")
         table.add_row(
-            row["time"],
-            row["gate"],
-            "" if row["value"] is None else str(row["value"]),
-            f"[{color}]{row['verdict']}[/{color}]",
-            row["reason"],
+            lit(row["time"]),
+            lit(row["gate"]),
+            "" if row["value"] is None else lit(row["value"]),
+            styled(color, row["verdict"]),
+            lit(row["reason"]),
         )
     out.print(table)
     decided = result.decided_at.isoformat() if result.decided_at else "-"
-    out.print(f"decision: [bold]{result.decision.value}[/bold]  decided at: {decided}")
+    out.print(f"decision: {styled('bold', result.decision.value)}  decided at: {lit(decided)}")

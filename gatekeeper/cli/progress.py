@@ -16,6 +16,8 @@ from gatekeeper.domain.plan import Step
 from gatekeeper.domain.verdicts import GateResult
 from gatekeeper.engine.executor import TargetState
 
+from .text import lit, styled
+
 COLORS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "blue"}
 
 
@@ -119,7 +121,7 @@ class ReleaseProgress:
             color = COLORS.get(r.verdict.value, "white")
             threshold = "-" if r.threshold is None else f"{r.threshold:g}"
             table.add_row(
-                r.gate, _value(r), threshold, f"[{color}]{r.verdict.value}[/{color}]", r.reason
+                lit(r.gate), _value(r), threshold, styled(color, r.verdict.value), lit(r.reason)
             )
         bar = Text()
         if self.state is not None:
@@ -131,5 +133,5 @@ class ReleaseProgress:
             Group(
                 Text(self.step_text, style="bold"), bar, table, Text("\n".join(log), style="dim")
             ),
-            title=self.title,
+            title=lit(self.title),
         )

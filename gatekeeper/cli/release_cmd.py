@@ -23,12 +23,13 @@ from gatekeeper.engine.runner import (
 
 from .main import EXIT_ERROR, EXIT_INVALID, app
 from .progress import ReleaseProgress
+from .text import lit, print_problem, styled
 
 err = Console(stderr=True)
 
 
 def _invalid(e: InvalidInput) -> typer.Exit:
-    err.print(f"[red]invalid input:[/red] {e}", highlight=False, soft_wrap=True)
+    print_problem(err, "invalid input", e)
     return typer.Exit(EXIT_INVALID)
 
 
@@ -48,11 +49,11 @@ def plan_cmd(
         sys.stdout.write("\n")
         return
     title = f"{spec.app} {spec.stable.version} -> {spec.version}: {plan.strategy}"
-    table = Table(title=title + (" (expedited)" if plan.expedited else ""))
+    table = Table(title=lit(title + (" (expedited)" if plan.expedited else "")))
     for col in ("#", "step", "kind", "what"):
         table.add_column(col)
     for index, name, kind, text in plan_rows(plan):
-        table.add_row(str(index), name, kind, text)
+        table.add_row(str(index), lit(name), lit(kind), lit(text))
     Console().print(table)
 
 
@@ -101,7 +102,7 @@ def run_cmd(
     except InvalidInput as e:
         raise _invalid(e) from e
     except GatekeeperError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        print_problem(err, "error", e)
         raise typer.Exit(EXIT_ERROR) from e
     code = outcome_exit_code(outcome.phase)
     if as_json:
@@ -122,7 +123,7 @@ def run_cmd(
     else:
         color = {0: "green", 3: "red", 4: "yellow"}.get(code, "red")
         Console().print(
-            f"[{color}]{outcome.phase.value}[/{color}]: {outcome.reason}", highlight=False
+            f"{styled(color, outcome.phase.value)}: {lit(outcome.reason)}", highlight=False
         )
     raise typer.Exit(code)
 
@@ -143,7 +144,7 @@ def approve_cmd(
         approve(release_id, step, by=by, role=role, comment=comment, db_url=db)
     except InvalidInput as e:
         raise _invalid(e) from e
-    Console().print(f"{step} of {release_id} approved by {by} ({role})")
+    Console().print(lit(f"{step} of {release_id} approved by {by} ({role})"))
 
 
 @app.command("abort")
@@ -164,7 +165,7 @@ def abort_cmd(
         )
     except InvalidInput as e:
         raise _invalid(e) from e
-    Console().print(f"{release_id}: {said}")
+    Console().print(lit(f"{release_id}: {said}"))
 
 
 @app.command("history")
@@ -184,6 +185,6 @@ def history_cmd(
         table.add_column(col, overflow="fold")
     for row in rows:
         table.add_row(
-            row["release"], row["strategy"], row["phase"], row["reason"], row["created_at"]
+            *(lit(row[col]) for col in ("release", "strategy", "phase", "reason", "created_at"))
         )
     Console().print(table)

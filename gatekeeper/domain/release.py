@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,17 @@ from .errors import InvalidInput
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+PATH = r"^/"
+
+# Refusals say each pattern in words: a regex tells a person little (and a console may
+# take its brackets for markup).
+PATTERN_WORDS = {
+    NAME: "a lower-case DNS label: a-z, 0-9 and '-', at most 63 characters, "
+    "starting and ending with a letter or digit",
+    VERSION: "a version: letters, digits, '.', '_', '+' and '-', at most 128 characters, "
+    "starting with a letter or digit",
+    PATH: "a path: it starts with '/'",
+}
 
 
 class _Strict(BaseModel):
@@ -47,7 +59,7 @@ def _weights(values: tuple[int, ...], field: str) -> tuple[int, ...]:
 
 
 class Smoke(_Strict):
-    path: str = Field(default="/", pattern=r"^/")
+    path: str = Field(default="/", pattern=PATH)
     expect_status: int = Field(default=200, ge=100, le=599)
 
 
@@ -158,6 +170,14 @@ class ReleaseSpec(_Strict):
         return seconds / self.time_scale
 
 
+def pattern_text(value: Any, pattern: str, words: Mapping[str, str]) -> str:
+    """A value refused by a field's pattern, with what the pattern asks for in words."""
+    wanted = words.get(pattern)
+    if wanted is None:  # a pattern without words still names the value
+        return f"{value!r} does not match {pattern}"
+    return f"{value!r} is not {wanted}"
+
+
 def _error_text(e: ValidationError, source: str) -> str:
     lines = []
     for err in e.errors():
@@ -167,6 +187,8 @@ def _error_text(e: ValidationError, source: str) -> str:
             msg = "is not a known field"
         elif err["type"] == "union_tag_invalid":
             msg = msg.replace("Input tag", "type")
+        elif err["type"] == "string_pattern_mismatch":
+            msg = pattern_text(err["input"], err.get("ctx", {}).get("pattern", ""), PATTERN_WORDS)
         lines.append(f"{source}: {loc or '(top level)'}: {msg}")
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ from gatekeeper.domain.plan import (
     Step as PlanStep,
 )
 from gatekeeper.domain.release import Phase, ReleaseSpec
-from gatekeeper.domain.verdicts import GateResult, Verdict
+from gatekeeper.domain.verdicts import Decision, GateResult, Verdict, blocking
 from gatekeeper.store.base import Event, ReleaseRecord, Store
 from gatekeeper.targets.base import Target, VersionRun
 from gatekeeper.targets.base import TargetState as TargetState  # the CLI's view of traffic
@@ -145,6 +145,9 @@ class LocalExecutor:
         guard_intervals = [g.interval for g in gates.evaluator.gate_set.guards]
         all_intervals = [g.interval for g in gates.evaluator.gate_set.gates]
         self.tick_s = max(0.05, min(5.0, min(guard_intervals or all_intervals) / 2))
+        # How often a hold before a shift or promotion takes a fresh verdict of every gate.
+        judged = [g.interval for g in gates.evaluator.gate_set.gates if not g.guard]
+        self._judge_every_s = max(self.tick_s, min(judged or all_intervals))
 
     # -- the release ----------------------------------------------------------------------
 
@@ -249,22 +252,22 @@ class LocalExecutor:
             ):
                 self._event("verify", line)
         elif isinstance(step, ShiftTraffic):
-            self._shift(step.weight)
+            self._shift(step.weight, step.name)
         elif isinstance(step, ScaleBatch):
             state = self.target.state()
+            if step.percent > state.candidate_weight:
+                self._require_fresh_pass(step.name)
             if state.candidate_scale_percent < step.percent:
                 self.target.deploy_candidate(self._candidate_run(), step.percent)
             if state.stable_scale_percent != 100 - step.percent:
                 self.target.scale_stable(100 - step.percent)
-            self._shift(step.percent)
+            self._shift(step.percent, step.name, judged=True)
         elif isinstance(step, Analyze):
             self._analyze(step)
         elif isinstance(step, WaitForApproval):
             self._await_approval(step)
         elif isinstance(step, Promote):
-            self.target.promote(step.scale_down_delay)
-            self._event("promote", f"{self.spec.version} is now stable")
-            self._traffic()
+            self._promote(step)
         elif isinstance(step, Rollback):
             self.target.rollback()
             self._traffic()
@@ -272,19 +275,27 @@ class LocalExecutor:
             raise StepFailed(f"step {step.name}: unknown kind")
 
     def _await_metrics(self) -> None:
-        """Before any traffic, wait (bounded) until the candidate's metrics are collected,
-        so the gates see its first requests instead of a discovery delay."""
+        """Before any traffic, wait (bounded) until the candidate's /metrics is scraped, so
+        the gates see its first requests instead of a discovery delay.
+
+        Scraped, not "its request series exist": client libraries create a labelled
+        counter at its first request, and the candidate gets none before the first shift.
+        """
         evaluator = self.gates.evaluator
         candidate = self.gates.release.candidate
         start = self.clock.now()
-        while not evaluator.observed(candidate, self.clock.now()):
+        while True:
+            endpoints = self.target.metrics_endpoints(self.spec.version)
+            if evaluator.scraped(endpoints, self.clock.now()):
+                break
             waited = (self.clock.now() - start).total_seconds()
             if waited >= self.metrics_timeout_s:
                 limit = human_duration(self.metrics_timeout_s)
+                where = ", ".join(endpoints) or "no endpoint"
                 raise StepFailed(
                     f"deploy: {evaluator.provider.name} has not seen {candidate}'s metrics "
-                    f"after {human_duration(waited)} (limit {limit}); without them no gate "
-                    "can judge it: is its /metrics scraped?"
+                    f"({where}) after {human_duration(waited)} (limit {limit}); without them "
+                    "no gate can judge it: is its /metrics scraped?"
                 )
             self.clock.sleep(self.tick_s)
         waited = (self.clock.now() - start).total_seconds()
@@ -293,11 +304,14 @@ class LocalExecutor:
             f"{candidate} seen by {evaluator.provider.name} after {human_duration(waited)}",
         )
 
-    def _shift(self, weight: int) -> None:
+    def _shift(self, weight: int, step: str, *, judged: bool = False) -> None:
+        """``judged``: the caller took the fresh verdict a traffic increase needs."""
         state = self.target.state()
         if state.candidate_weight == weight:
             self._event("shift", f"traffic already at candidate {weight}%")
             return
+        if weight > state.candidate_weight and not judged:
+            self._require_fresh_pass(step)
         self.target.set_weight(weight)
         if weight > 0:
             self.gates.traffic_started(self.clock.now())
@@ -313,26 +327,77 @@ class LocalExecutor:
             results = self._tick(force=False)
             now = self.clock.now()
             if (now - start).total_seconds() >= step.duration:
-                latest = self.gates.latest
-                names = [g.name for g in self.gates.evaluator.gate_set.gates]
-                if all(n in latest and latest[n].verdict is Verdict.PASS for n in names):
+                decision, why = self._decision()
+                if decision is Decision.PROMOTE:
                     if hold_start is not None:
                         self._phase(Phase.RUNNING, "gates pass")
                     return
-                why = (
-                    "; ".join(
-                        latest[n].reason
-                        for n in names
-                        if n in latest and latest[n].verdict is not Verdict.PASS
-                    )
-                    or "waiting for every gate's first verdict"
-                )
                 if hold_start is None:
                     hold_start = now
                     self._phase(Phase.HOLDING, f"holding: {why}")
                 self._hold_deadline(hold_start, now, f"{step.name}: gates did not all pass", why)
             if not results:
                 self.clock.sleep(self.tick_s)
+
+    def _decision(self) -> tuple[Decision, str]:
+        """The release decision from every gate's latest verdict, and what holds it."""
+        decision, blockers = self.gates.decision()
+        why = "; ".join(r.reason for r in blockers) or "waiting for every gate's verdict"
+        return decision, why
+
+    def _require_fresh_pass(self, step: str) -> None:
+        """Before the candidate gets more traffic or is promoted: every gate judged now.
+
+        A fail rolls back; warn or inconclusive hold (bounded by hold_timeout) and the
+        gates are judged again. Before the candidate's first traffic there is nothing to
+        judge it on, so only fail and warn count then.
+        """
+        hold_start: datetime | None = None
+        while True:
+            self._check_stop()
+            self._tick(force=True)
+            now = self.clock.now()
+            decision, why = self._decision()
+            if self.gates.traffic_since is None:
+                held = [r for r in blocking(self.gates.latest.values())
+                        if r.verdict is not Verdict.INCONCLUSIVE]
+                ready = not held
+                why = "; ".join(r.reason for r in held)
+            else:
+                ready = decision is Decision.PROMOTE
+            if ready:
+                if hold_start is not None:
+                    self._phase(Phase.RUNNING, "gates pass")
+                self._event("gates", f"{step}: every gate judged now: go")
+                return
+            if hold_start is None:
+                hold_start = now
+                self._phase(Phase.HOLDING, f"holding before {step}: {why}")
+            self._hold_deadline(hold_start, now, f"{step}: gates did not all pass", why)
+            self._wait(self._judge_every_s)
+
+    def _wait(self, seconds: float) -> None:
+        """Wait, with every gate evaluated on its own interval (a fail rolls back)."""
+        until = self.clock.now().timestamp() + seconds
+        while self.clock.now().timestamp() < until:
+            self._check_stop()
+            self._tick(force=False)
+            self.clock.sleep(min(self.tick_s, max(0.0, until - self.clock.now().timestamp())))
+
+    def _promote(self, step: Promote) -> None:
+        """Judged afresh, the candidate takes all traffic; the old version stays up (at full
+        size for canary and blue-green) for the scale-down delay with every gate evaluated,
+        so a failure in it is a flip back; then the candidate becomes stable."""
+        self._require_fresh_pass(step.name)
+        if step.scale_down_delay > 0:
+            self._shift(100, step.name, judged=True)
+            old = self.spec.stable.version
+            delay = human_duration(step.scale_down_delay)
+            self._event("promote", f"{old} stays up for {delay} while the gates keep judging")
+            self._wait(step.scale_down_delay)
+        self.target.promote(0.0)
+        self._event("promote", f"{self.spec.version} is now stable")
+        self._traffic()
 
     def _await_approval(self, step: WaitForApproval) -> None:
         start = self.clock.now()
@@ -344,7 +409,9 @@ class LocalExecutor:
                     self._event("approval", f"{step.name} approved by {a.approver} ({a.role})")
                     self._phase(Phase.RUNNING, "approved")
                     return
-            self._guard()
+            # Every gate, not only the guard: a candidate that turns bad while a person
+            # decides is rolled back, not promoted on an old analysis.
+            self._tick(force=False)
             self._hold_deadline(start, self.clock.now(), f"{step.name}: no approval")
             self.clock.sleep(self.tick_s)
 

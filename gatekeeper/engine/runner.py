@@ -85,7 +85,9 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
     state_dir = _state_dir(spec, options)
     provider, sync, close_provider = _provider(spec, options, state_dir)
     try:
-        evaluator = GateEvaluator(gate_set, provider)  # refuses windows under 2 scrapes
+        evaluator = GateEvaluator(  # refuses windows under 2 scrapes of the app's job
+            gate_set, provider, subject=Subject(spec.app, spec.stable.version, _namespace(spec))
+        )
         store = open_store(options.db_url)
         try:
             record = _submit_or_resume(store, spec, plan)

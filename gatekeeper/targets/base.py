@@ -61,8 +61,9 @@ class Target(Protocol):
     def rollback(self) -> None:
         """All traffic to stable at full size; the candidate stops."""
 
-    def metrics_endpoints(self) -> list[str]:
-        """host:port of every running version's /metrics, for scrapers."""
+    def metrics_endpoints(self, version: str | None = None) -> list[str]:
+        """host:port of every running version's /metrics (of ``version`` only when given),
+        for scrapers."""
 
     def close(self) -> None:
         """Release local resources (not the running versions)."""

@@ -31,9 +31,16 @@ class FakeProvider:
     traffic: Callable[[Subject, datetime, datetime], Counts | None]
     name: str = "fake"
     calls: int = 0
+    up: bool = True  # every /metrics answers
 
     def scrape_interval(self) -> float | None:
         return None
+
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        return self.scrape_interval()
+
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        return {e: self.up for e in endpoints}
 
     def counts(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
@@ -166,8 +173,13 @@ class FakeTarget:
             candidate_ready=False,
         )
 
-    def metrics_endpoints(self) -> list[str]:
-        return []
+    def metrics_endpoints(self, version: str | None = None) -> list[str]:
+        running = {
+            v: f"127.0.0.1:{9100 + i}"
+            for i, v in enumerate((self.state_.stable_version, self.state_.candidate_version))
+            if v is not None
+        }
+        return [e for v, e in running.items() if version is None or v == version]
 
     def close(self) -> None:
         pass

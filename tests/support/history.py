@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -76,3 +76,34 @@ def openmetrics(parts: Sequence[tuple[list[str], list[str]]]) -> str:
         + "\n".join(hist_lines)
         + "\n# EOF\n"
     )
+
+
+def histogram(
+    app: str,
+    version: str,
+    start: float,
+    seconds: float,
+    rps: float,
+    shares: Mapping[str, float],
+    step: float = 15.0,
+) -> tuple[list[str], list[str]]:
+    """(counter lines, histogram lines) with buckets of one's choosing, for ``openmetrics``.
+
+    ``shares`` maps each ``le`` text to the share of requests at or under it (cumulative;
+    "+Inf" is the total and must be there), held steady at ``rps`` requests/s, all 200s.
+    """
+    if shares.get("+Inf") != 1.0:
+        raise ValueError(f"shares {dict(shares)}: the +Inf bucket must hold every request (1.0)")
+    n = int(seconds // step)
+    counters = [
+        f'http_requests_total{{app="{app}",version="{version}",code="200"}} '
+        f"{rps * step * i:.3f} {start + i * step:.3f}"
+        for i in range(n + 1)
+    ]
+    buckets = [
+        f'http_request_duration_seconds_bucket{{app="{app}",version="{version}",le="{le}"}} '
+        f"{rps * step * i * share:.3f} {start + i * step:.3f}"
+        for le, share in shares.items()
+        for i in range(n + 1)
+    ]
+    return counters, buckets

@@ -61,6 +61,10 @@ class FakeProvider:
     def scrape_interval(self) -> float | None:
         return self.scrape_s
 
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        self._record(Call("scraped", at=at))
+        return {e: True for e in endpoints}
+
     def counts(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
     ) -> dict[Subject, Counts]:
@@ -129,9 +133,10 @@ def test_evaluate_many_makes_one_call_per_gate_for_all_releases() -> None:
     ev = _evaluator(p)
     releases = [Release(candidate=s, started=LONG_AGO) for s in (A, B, C)]
     results = ev.evaluate_many(releases, AT)
-    assert [c.method for c in p.calls] == ["counts", "counts_range", "buckets"]
-    assert all(set(c.subjects) == {A, B, C} for c in p.calls)
-    assert ev.queries == 3
+    # The sustained gate's confirmation is asked only for the release that breaches now.
+    assert [c.method for c in p.calls] == ["counts", "counts_range", "counts", "buckets"]
+    assert [set(c.subjects) for c in p.calls] == [{A, B, C}, {A, B, C}, {B}, {A, B, C}]
+    assert ev.queries == 4
     assert _verdicts(results) == {
         A: ["pass", "pass", "pass"],
         B: ["fail", "fail", "pass"],
@@ -201,7 +206,7 @@ def test_sustained_reads_a_range_and_ignores_points_before_the_release() -> None
     p = FakeProvider(range_by={A: Counts(1000, 30)})
     started = AT - timedelta(minutes=10)
     [r] = _evaluator(p, SUSTAINED).evaluate(Release(candidate=A, started=started), AT)
-    [call] = p.calls
+    call = p.calls[0]
     assert (call.method, call.window_s, call.start, call.at, call.step_s) == (
         "counts_range", 300, AT - timedelta(minutes=15), AT, 30,
     )
@@ -209,14 +214,37 @@ def test_sustained_reads_a_range_and_ignores_points_before_the_release() -> None
     assert r.reason.endswith("held 9m30s of 15m")
 
 
-def test_sustained_fetches_every_window_the_confirmation_sums() -> None:
+def test_sustained_confirms_over_one_window_of_confirm_window() -> None:
     gate = SUSTAINED.model_copy(update={"confirm_window": 1800.0})
-    p = FakeProvider(range_by={A: Counts(1000, 30)})
+    p = FakeProvider(range_by={A: Counts(1000, 30)}, counts_by={A: Counts(6000, 180)})
     [r] = _evaluator(p, gate).evaluate(Release(candidate=A, started=LONG_AGO), AT)
-    [call] = p.calls
-    assert call.start == AT - timedelta(minutes=25)
+    streak, confirm = p.calls
+    assert (streak.method, streak.start, streak.at) == (
+        "counts_range", AT - timedelta(minutes=15), AT,
+    )
+    assert (confirm.method, confirm.window_s, confirm.at) == ("counts", 1800.0, AT)
     assert r.verdict is Verdict.FAIL
     assert r.reason.endswith("3% over 30m (6,000 requests)")
+
+
+@pytest.mark.parametrize("time_scale", [1, 7, 9, 11, 13, 60])
+def test_sustained_range_stays_under_the_point_cap_and_ends_at_the_instant(
+    time_scale: int,
+) -> None:
+    """With time_scale 9, 11 or 13 a step that had to divide every duration shrank to
+    1 ms (80,000-100,000 points, refused by Prometheus) or missed the last point."""
+    gate = SUSTAINED.scaled(time_scale)
+    at = AT + timedelta(microseconds=123_456)
+    p = FakeProvider(range_by={A: Counts(1000, 30)}, counts_by={A: Counts(3000, 90)})
+    ev = _evaluator(p, gate, check_windows=False)
+    [r] = ev.evaluate(Release(candidate=A, started=LONG_AGO), at)
+    call = p.calls[0]
+    assert call.at == AT + timedelta(milliseconds=123)
+    assert call.step_s is not None and call.start is not None
+    points = round((call.at - call.start).total_seconds() / call.step_s) + 1
+    assert points <= 11_000
+    assert (call.at - call.start).total_seconds() >= gate.sustained_for
+    assert r.verdict is Verdict.FAIL, r.reason
 
 
 @pytest.mark.parametrize(
@@ -303,8 +331,22 @@ def test_one_failing_gate_does_not_stop_the_others() -> None:
             id="bad-baseline-never-fails-good-candidate",
         ),
         pytest.param(
-            Counts(1000, 1), None, Verdict.INCONCLUSIVE,
-            "vs-stable: no baseline data over 5m", id="baseline-without-data-inconclusive",
+            Counts(1000, 1), None, Verdict.NOT_APPLICABLE,
+            "vs-stable: not applicable: no baseline data over 5m; the absolute gates judge "
+            "the candidate",
+            id="baseline-without-data-not-applicable",
+        ),
+        pytest.param(
+            Counts(1000, 1), Counts(0, 0), Verdict.NOT_APPLICABLE,
+            "vs-stable: not applicable: baseline has too little traffic (0 requests < 100) "
+            "over 5m; the absolute gates judge the candidate",
+            id="stable-without-traffic-at-100-percent-not-applicable",
+        ),
+        pytest.param(
+            Counts(1000, 40), Counts(1000, 30), Verdict.PASS,
+            "vs-stable: candidate error ratio 4% is 1 points above baseline 3% "
+            "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
+            id="increase-equal-to-the-limit-passes-without-float-drift",
         ),
     ],
 )
@@ -320,11 +362,11 @@ def test_baseline_gate(
     assert set(call.subjects) == {A, STABLE}
 
 
-def test_baseline_gate_without_a_baseline_version_is_inconclusive() -> None:
+def test_baseline_gate_without_a_baseline_version_is_not_applicable() -> None:
     p = FakeProvider(counts_by={A: Counts(1000, 500)})
     [r] = _evaluator(p, BASELINE).evaluate(Release(candidate=A, started=LONG_AGO), AT)
-    assert r.verdict is Verdict.INCONCLUSIVE
-    assert r.reason == "vs-stable: no baseline version named over 5m"
+    assert r.verdict is Verdict.NOT_APPLICABLE
+    assert r.reason == "vs-stable: not applicable: no baseline version named"
 
 
 def test_baseline_gates_for_many_releases_share_one_query() -> None:
@@ -335,7 +377,7 @@ def test_baseline_gates_for_many_releases_share_one_query() -> None:
     ]
     results = _evaluator(p, BASELINE).evaluate_many(releases, AT)
     assert len(p.calls) == 1
-    assert _verdicts(results) == {A: ["pass"], B: ["inconclusive"]}
+    assert _verdicts(results) == {A: ["pass"], B: ["not_applicable"]}
 
 
 # -- latency and custom queries -------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -364,3 +364,128 @@ def test_an_abort_from_another_process_stops_the_run_and_returns_traffic(make):
     assert out.reason == "aborted by rm: bad timing"
     assert h.target.state().candidate_weight == 0
     assert ("promote", 0.0) not in h.target.calls
+
+
+# -- a candidate that turns bad after its analysis ---------------------------------------------
+
+ONSET = T0 + timedelta(minutes=7)  # after analyze-100 has passed
+
+
+class TurnsBad(FakeProvider):
+    """0.1% 5xx and fast until ``ONSET``; then ``errors`` 5xx and, when ``slow``, a p95 over
+    500 ms (20% of requests take more than 0.5 s)."""
+
+    def __init__(self, errors: float, slow: bool) -> None:
+        super().__init__(traffic(lambda end: errors if end > ONSET else 0.001))
+        self.slow = slow
+
+    def buckets(self, profile, subjects, window_s, at):
+        out = super().buckets(profile, subjects, window_s, at)
+        if not self.slow or at <= ONSET:
+            return out
+        bad = {}
+        for s, b in out.items():
+            n = b[-1][1]
+            slow_n = RPS * min(window_s, (at - ONSET).total_seconds())
+            fast = n - slow_n if s.version == "v2" else n
+            bad[s] = ((0.1, fast * 0.99), (0.5, fast), (float("inf"), n))
+        return bad
+
+
+def _plan_with_approval_before(last: str, s: ReleaseSpec) -> Plan:
+    final = Promote(name="promote") if last == "promote" else ShiftTraffic(
+        name="shift-100", weight=100
+    )
+    return Plan(
+        release=s.release_id,
+        strategy="canary",
+        steps=(
+            DeployCandidate(name="deploy"),
+            ShiftTraffic(name="shift-50", weight=50),
+            Analyze(name="analyze-50", duration=300),
+            WaitForApproval(name="approve", roles=("release-manager", "cto")),
+            final,
+            *((Promote(name="promote"),) if last != "promote" else ()),
+        ),
+    )
+
+
+def _approving(tmp_path: Path, provider: FakeProvider, approve_after_s: float, last: str):
+    s = spec(hold_timeout="1h")
+    h = Harness(tmp_path, s, _plan_with_approval_before(last, s), provider)
+    h.clock = ApproveLater(h.store, s.release_id, "approve", after=approve_after_s)
+    return h
+
+
+def _executor(h: Harness) -> LocalExecutor:
+    ex = h.executor()
+    ex.clock = h.clock
+    ex.gates.clock = h.clock.now
+    return ex
+
+
+def test_a_candidate_that_turns_bad_while_waiting_for_approval_is_rolled_back_not_promoted(
+    tmp_path: Path,
+):
+    """The review's input: after the analysis passes, 4% 5xx and p95 over 500 ms for 20
+    minutes, then the approval: it was promoted, judged only by the abort guard."""
+    approve_at = (ONSET - T0).total_seconds() + 20 * 60
+    h = _approving(tmp_path, TurnsBad(0.04, slow=True), approve_at, "promote")
+    out = _executor(h).run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason.startswith("latency: p95 latency"), out.reason
+    assert ("promote", 0.0) not in h.target.calls
+    assert h.target.state().candidate_weight == 0
+    # At once, not at the approval: the latency gate runs every 30s during the wait.
+    assert h.clock.now() - ONSET < timedelta(minutes=2)
+
+
+@pytest.mark.parametrize("last", ["promote", "shift-100"])
+def test_a_step_that_adds_traffic_after_a_wait_takes_a_fresh_verdict(tmp_path: Path, last: str):
+    """4% 5xx from after the analysis; approved 5 minutes later, while the sustained gate
+    warns: the next step holds on the fresh verdict, then rolls back once the breach has
+    held 15 minutes. Trusting the old analysis promoted it."""
+    approve_at = (ONSET - T0).total_seconds() + 5 * 60
+    h = _approving(tmp_path, TurnsBad(0.04, slow=False), approve_at, last)
+    out = _executor(h).run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason.startswith("sustained: error ratio 4% > 2%"), out.reason
+    assert h.target.weights == [50, 0]  # never more traffic than before the wait
+    phases = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "phase"]
+    assert any(p.startswith(f"holding: holding before {last}: sustained:") for p in phases), (
+        phases
+    )
+
+
+def test_a_healthy_candidate_is_promoted_after_the_wait_with_a_fresh_verdict(tmp_path: Path):
+    h = _approving(tmp_path, FakeProvider(traffic(0.001)), 30 * 60, "promote")
+    out = _executor(h).run()
+    assert out.phase is Phase.PROMOTED, out.reason
+    gates_events = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "gates"]
+    assert gates_events == [
+        "shift-50: every gate judged now: go",
+        "promote: every gate judged now: go",
+    ]
+
+
+def test_a_failure_during_the_scale_down_delay_flips_traffic_back_to_the_old_version(
+    tmp_path: Path,
+):
+    s = spec()
+    plan = Plan(
+        release=s.release_id,
+        strategy="blue-green",
+        steps=(
+            DeployCandidate(name="deploy"),
+            ShiftTraffic(name="shift-100", weight=100),
+            Analyze(name="bake", duration=360),
+            Promote(name="promote", scale_down_delay=600),
+        ),
+    )
+    h = Harness(tmp_path, s, plan, TurnsBad(0.001, slow=True))
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason.startswith("latency:"), out.reason
+    assert ("promote", 0.0) not in h.target.calls
+    state = h.target.state()
+    assert (state.stable_version, state.candidate_weight) == ("v1", 0)

@@ -55,10 +55,10 @@ def test_mann_whitney_classifies_against_the_baseline(candidate, baseline, verdi
     assert provider.calls == 1  # both versions' samples in one range query
 
 
-def test_mann_whitney_without_a_baseline_is_inconclusive():
+def test_mann_whitney_without_a_baseline_is_not_applicable():
     evaluator = GateEvaluator(gates("mann_whitney"), FakeProvider(noisy({"v2": 0.01})))
     [r] = evaluator.evaluate(Release(CANDIDATE, started=T0), AT)
-    assert r.verdict is Verdict.INCONCLUSIVE
+    assert r.verdict is Verdict.NOT_APPLICABLE
     assert "no baseline" in r.reason
 
 
@@ -73,3 +73,120 @@ def test_baseline_gate_allows_at_most_max_increase(candidate, baseline, verdict)
     [r] = evaluator.evaluate(Release(CANDIDATE, started=T0, baseline=BASELINE), AT)
     assert r.verdict is verdict, r.reason
     assert "baseline" in r.reason
+
+
+def test_mann_whitney_is_not_applicable_when_stable_gets_no_traffic():
+    """At 100% on the candidate the baseline has no samples: a good candidate is not held or
+    failed closed for the baseline's lack."""
+
+    def all_on_candidate(s: Subject, start: datetime, end: datetime) -> Counts | None:
+        if s.version == "v1":
+            return Counts(0.0, 0.0)
+        return noisy({"v2": 0.01})(s, start, end)
+
+    evaluator = GateEvaluator(gates("mann_whitney"), FakeProvider(all_on_candidate))
+    [r] = evaluator.evaluate(Release(CANDIDATE, started=T0, baseline=BASELINE), AT)
+    assert r.verdict is Verdict.NOT_APPLICABLE, r.reason
+    assert "too few baseline samples (0 with 0 requests" in r.reason
+
+
+def test_mann_whitney_without_candidate_traffic_is_inconclusive_not_not_applicable():
+    def stable_only(s: Subject, start: datetime, end: datetime) -> Counts | None:
+        if s.version == "v2":
+            return Counts(0.0, 0.0)
+        return noisy({"v1": 0.01})(s, start, end)
+
+    evaluator = GateEvaluator(gates("mann_whitney"), FakeProvider(stable_only))
+    [r] = evaluator.evaluate(Release(CANDIDATE, started=T0, baseline=BASELINE), AT)
+    assert r.verdict is Verdict.INCONCLUSIVE, r.reason
+    assert "too few candidate samples" in r.reason
+
+
+# -- custom baseline gates: every series, traffic minimum on both sides ------------------------
+
+
+class SeriesByVersion(FakeProvider):
+    """Answers a custom query with the series of the version named in its text."""
+
+    def __init__(self, by_version: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+        super().__init__(lambda s, a, b: None)
+        self.by_version = by_version
+        self.promql: list[str] = []
+
+    def query(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+        self.promql.append(promql)
+        kind = "requests" if promql.startswith("sum by (pod) (increase(") else "ratio"
+        version = "v2" if 'version="v2"' in promql else "v1"
+        return list(self.by_version[f"{kind}-{version}"])
+
+
+CUSTOM_BASELINE = {
+    "name": "pod-errors",
+    "kind": "baseline",
+    "query": 'rate5xx{app="$app", version="$version"}',
+    "requests_query": 'sum by (pod) (increase(reqs{app="$app", version="$version"}[$window]))',
+    "max_increase": 0.01,
+    "window": "5m",
+}
+
+
+def _custom_baseline(by_version) -> tuple[Verdict, str, SeriesByVersion]:
+    provider = SeriesByVersion(by_version)
+    evaluator = GateEvaluator(parse_gate_set({"gates": [CUSTOM_BASELINE]}), provider)
+    [r] = evaluator.evaluate(Release(CANDIDATE, started=T0, baseline=BASELINE), AT)
+    return r.verdict, r.reason, provider
+
+
+def test_custom_baseline_gate_weighs_every_candidate_series_not_the_first():
+    """One pod at 40% 5xx and one at 0.1%: the first series alone passed it."""
+    verdict, reason, provider = _custom_baseline({
+        "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
+        "requests-v2": [({"pod": "a"}, 1000.0), ({"pod": "b"}, 1000.0)],
+        "ratio-v1": [({"pod": "c"}, 0.002), ({"pod": "d"}, 0.004)],
+        "requests-v1": [({"pod": "c"}, 1000.0), ({"pod": "d"}, 1000.0)],
+    })
+    assert verdict is Verdict.FAIL, reason
+    assert "candidate value 0.2005 is 0.1975 above baseline 0.003" in reason
+    assert "(2,000 requests vs 2,000)" in reason
+    assert len(provider.promql) == 4
+
+
+def test_custom_baseline_gate_weights_series_by_their_requests():
+    verdict, reason, _ = _custom_baseline({
+        "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
+        "requests-v2": [({"pod": "a"}, 99_900.0), ({"pod": "b"}, 100.0)],
+        "ratio-v1": [({"pod": "c"}, 0.002)],
+        "requests-v1": [({"pod": "c"}, 1000.0)],
+    })
+    assert verdict is Verdict.PASS, reason  # 0.1% on almost every request
+
+
+def test_custom_baseline_gate_applies_min_requests_to_the_baseline():
+    verdict, reason, _ = _custom_baseline({
+        "ratio-v2": [({"pod": "a"}, 0.001)],
+        "requests-v2": [({"pod": "a"}, 1000.0)],
+        "ratio-v1": [({"pod": "c"}, 0.5)],
+        "requests-v1": [({"pod": "c"}, 12.0)],
+    })
+    assert verdict is Verdict.NOT_APPLICABLE
+    assert "baseline has too little traffic (12 requests < 100)" in reason
+
+
+def test_custom_baseline_gate_applies_min_requests_to_the_candidate():
+    verdict, reason, _ = _custom_baseline({
+        "ratio-v2": [({"pod": "a"}, 0.001)],
+        "requests-v2": [({"pod": "a"}, 40.0)],
+        "ratio-v1": [({"pod": "c"}, 0.001)],
+        "requests-v1": [({"pod": "c"}, 1000.0)],
+    })
+    assert verdict is Verdict.INCONCLUSIVE
+    assert "too little traffic: 40 requests" in reason
+
+
+def test_custom_baseline_gate_without_requests_query_is_refused():
+    from gatekeeper.domain.errors import InvalidInput
+
+    gate = {k: v for k, v in CUSTOM_BASELINE.items() if k != "requests_query"}
+    with pytest.raises(InvalidInput, match="needs requests_query, so that min_requests"):
+        parse_gate_set({"gates": [gate]})
+    parse_gate_set({"gates": [{**gate, "min_requests": 0}]})

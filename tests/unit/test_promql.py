@@ -265,3 +265,85 @@ def test_escape_regex_matches_exactly_the_value(value: str) -> None:
 
 def test_regex_matcher_is_sorted_and_deduplicated() -> None:
     assert regex_matcher("version", ["v2", "v1.0", "v2"]) == 'version=~"v1\\\\.0|v2"'
+
+
+# -- render: values inside regex matchers -----------------------------------------------------
+
+REGEX_TEMPLATE = 'sum(rate(http_requests_total{app="$app", version=~"$version"}[$window]))'
+
+
+def _regex_of(rendered: str, index: int) -> str:
+    """The RE2 pattern a regex matcher string means, anchored as Prometheus anchors it."""
+    return f"^(?:{scan(rendered)[1][index]})$"
+
+
+@pytest.mark.parametrize(
+    ("value", "others"),
+    [
+        pytest.param("1.2.3+build.7", ["1x2x3+build.7", "1.2.33build.7", "1.2.3build.7"],
+                     id="dots-and-plus"),
+        pytest.param("1.0", ["100", "1x0", "1.00"], id="dot"),
+        pytest.param("v*", ["v", "vvv", "v*x"], id="star"),
+        pytest.param("(v1)", ["v1", "(v1"], id="parentheses"),
+        pytest.param("v1|v2", ["v1", "v2"], id="alternation"),
+        pytest.param("a\\d", ["a1", "ad", "a\\\\d"], id="backslash"),
+        pytest.param("[v]^$?{1}", ["v", "[v]"], id="classes-anchors-counts"),
+        pytest.param('we"ird\n', ["we", 'we"ird'], id="quote-and-newline"),
+    ],
+)
+def test_render_quotes_regex_metacharacters_inside_a_regex_matcher(
+    value: str, others: list[str]
+) -> None:
+    rendered = render(REGEX_TEMPLATE, {"app": "shop", "version": value, "window": 60})
+    pattern = _regex_of(rendered, 1)
+    assert re.fullmatch(pattern, value, flags=re.DOTALL), pattern
+    for other in others:
+        assert not re.fullmatch(pattern, other, flags=re.DOTALL), (pattern, other)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param('x{version!~"$version"}', id="negative-regex"),
+        pytest.param('x{version =~ "$version"}', id="spaces-around-the-operator"),
+        pytest.param('x{version=~\n\t"$version"}', id="newline-and-tab-before-the-string"),
+        pytest.param('x{version=~"${version}"}', id="braced-placeholder"),
+    ],
+)
+def test_render_detects_every_regex_matcher_form(template: str) -> None:
+    rendered = render(template, {"version": "1.0"})
+    assert scan(rendered)[1] == ["1\\.0"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param('x{version="$version"}', id="equal"),
+        pytest.param('x{version!="$version"}', id="not-equal"),
+        pytest.param('x{version = "$version"}', id="equal-with-spaces"),
+        pytest.param('x{a=~"v", version="$version"}', id="after-another-regex-matcher"),
+    ],
+)
+def test_render_keeps_plain_string_escaping_outside_regex_matchers(template: str) -> None:
+    rendered = render(template, {"version": "1.0+b\\"})
+    assert scan(rendered)[1][-1] == "1.0+b\\"
+
+
+def test_render_escapes_each_value_in_a_shared_regex_string() -> None:
+    rendered = render('x{app=~"$app|other-$version"}', {"app": "a.b", "version": "1+"})
+    pattern = _regex_of(rendered, 0)
+    assert re.fullmatch(pattern, "a.b")
+    assert re.fullmatch(pattern, "other-1+")
+    assert not re.fullmatch(pattern, "axb")
+    assert not re.fullmatch(pattern, "other-11")
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_render_hostile_value_in_a_regex_matcher_changes_nothing_but_the_value(
+    value: str,
+) -> None:
+    benign_shape, _ = scan(render(REGEX_TEMPLATE, {"app": "a", "version": "v2", "window": 60}))
+    rendered = render(REGEX_TEMPLATE, {"app": "a", "version": value, "window": 60})
+    shape, _ = scan(rendered)
+    assert shape == benign_shape
+    assert re.fullmatch(_regex_of(rendered, 1), value, flags=re.DOTALL)

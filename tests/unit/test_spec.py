@@ -135,7 +135,7 @@ def _one(**fields: Any) -> dict[str, Any]:
                      id="unknown-profile"),
         pytest.param({"gates": []}, "a gate set needs at least one gate", id="no-gates"),
         pytest.param({"profile": "http"}, "gates: Field required", id="gates-missing"),
-        pytest.param(_one(name="Abort"), "gates.0.name: String should match pattern",
+        pytest.param(_one(name="Abort"), "gates.0.name: 'Abort' is not a gate name: a-z, 0-9",
                      id="name-not-lowercase"),
         pytest.param(_one(kind="baseline", threshold=None),
                      "gate 'g': a baseline gate needs max_increase",

@@ -22,6 +22,8 @@ from gates.verdict import (
     judge_series,
     judge_sustained,
     provider_error,
+    quantile_from_buckets,
+    share_at_or_under,
 )
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -384,13 +386,63 @@ def _points(
 def test_judge_sustained(
     points: list[tuple[datetime, Counts]], verdict: Verdict, reason: str
 ) -> None:
-    r = judge_sustained(SUSTAINED, points, AT, 300)
+    r = judge_sustained(SUSTAINED, points, AT, 300, _confirm(points))
     assert (r.verdict, r.reason) == (verdict, reason)
+
+
+def _confirm(points: list[tuple[datetime, Counts]]) -> Counts | None:
+    """The 15m confirmation as the sum of the three 5m windows ending at AT, AT-5m, AT-10m."""
+    chosen = [c for t, c in points if (AT - t).total_seconds() in (0, 300, 600)]
+    if not chosen:
+        return None
+    return Counts(sum(c.requests for c in chosen), sum(c.errors for c in chosen))
 
 
 def test_judge_sustained_ignores_point_order() -> None:
     points = _points(BAD)
-    assert judge_sustained(SUSTAINED, list(reversed(points)), AT, 300).verdict is Verdict.FAIL
+    r = judge_sustained(SUSTAINED, list(reversed(points)), AT, 300, _confirm(points))
+    assert r.verdict is Verdict.FAIL
+
+
+def test_sustained_needs_breaching_evidence_spread_over_the_period() -> None:
+    """29 of 31 points without enough traffic: the two breaching ends are 15m apart, and the
+    15 minutes between them were never judged, so the breach has not held 15m."""
+    points = _points(THIN, {0: BAD, 900: BAD})
+    r = judge_sustained(SUSTAINED, points, AT, 300, Counts(3000, 90))
+    assert r.verdict is Verdict.WARN
+    assert r.reason.endswith("held 0s of 15m")
+
+
+@pytest.mark.parametrize(
+    ("judged_every_s", "verdict"),
+    [(300, Verdict.FAIL), (330, Verdict.WARN)],
+    ids=["breaching-points-one-window-apart-cover-15m", "wider-gaps-leave-it-unproven"],
+)
+def test_sustained_coverage_rule_is_one_window_between_breaching_points(
+    judged_every_s: int, verdict: Verdict
+) -> None:
+    judged = set(range(0, 901, judged_every_s)) | {900}
+    points = _points(THIN, {ago: BAD for ago in judged})
+    r = judge_sustained(SUSTAINED, points, AT, 300, Counts(3000, 90))
+    assert r.verdict is verdict, r.reason
+
+
+def test_sustained_confirmation_must_be_significant() -> None:
+    """3% over 15m from 300 requests cannot tell 3% from 2% at 95%: warn, not fail."""
+    points = _points(Counts(100, 3))
+    r = judge_sustained(SUSTAINED, points, AT, 300, Counts(300, 9))
+    assert r.verdict is Verdict.WARN
+    assert "3% over 15m (300 requests) is not significant at 95% (lower bound" in r.reason
+    r = judge_sustained(SUSTAINED, points, AT, 300, Counts(30_000, 900))
+    assert r.verdict is Verdict.FAIL, r.reason
+
+
+def test_sustained_held_is_exact_at_sub_millisecond_instants() -> None:
+    """An evaluation instant 0.4 ms past a millisecond once made "held 15m" 899.9996 s."""
+    at = AT + timedelta(microseconds=400)
+    points = _points(BAD)  # Prometheus answers with millisecond timestamps
+    r = judge_sustained(SUSTAINED, points, at, 300, Counts(3000, 90))
+    assert r.verdict is Verdict.FAIL, r.reason
 
 
 # -- judge_baseline -------------------------------------------------------------------------
@@ -418,13 +470,28 @@ def test_judge_sustained_ignores_point_order() -> None:
             id="bad-baseline-never-fails-good-candidate",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), None, Verdict.INCONCLUSIVE,
-            "vs-stable: no baseline data over 5m", id="missing-baseline-inconclusive",
+            BASELINE, (0.001, 1000), None, Verdict.NOT_APPLICABLE,
+            "vs-stable: not applicable: no baseline data over 5m; the absolute gates judge "
+            "the candidate",
+            id="missing-baseline-not-applicable",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), (0.0, 20), Verdict.INCONCLUSIVE,
-            "vs-stable: baseline has too little traffic (20 requests < 100) over 5m",
-            id="thin-baseline-inconclusive",
+            BASELINE, (0.001, 1000), (0.0, 20), Verdict.NOT_APPLICABLE,
+            "vs-stable: not applicable: baseline has too little traffic (20 requests < 100) "
+            "over 5m; the absolute gates judge the candidate",
+            id="thin-baseline-not-applicable",
+        ),
+        pytest.param(
+            BASELINE, (0.001, 1000), (math.nan, 5000), Verdict.NOT_APPLICABLE,
+            "vs-stable: not applicable: baseline error ratio is NaN (5,000 requests) over 5m; "
+            "the absolute gates judge the candidate",
+            id="nan-baseline-with-traffic-says-nan-not-too-little-traffic",
+        ),
+        pytest.param(
+            BASELINE, (0.04, 1000), (0.03, 1000), Verdict.PASS,
+            "vs-stable: candidate error ratio 4% is 1 points above baseline 3% "
+            "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
+            id="increase-equal-to-the-limit-passes-without-float-drift",
         ),
         pytest.param(
             BASELINE, None, (0.0, 1000), Verdict.INCONCLUSIVE,
@@ -578,3 +645,99 @@ def _results(*verdicts: Verdict) -> list[GateResult]:
 def test_decide(verdicts: list[Verdict], expected: Decision) -> None:
     assert decide(_results(*verdicts)) is expected
     assert decide(iter(_results(*verdicts))) is expected
+
+
+# -- latency histograms that cannot answer ------------------------------------------------
+# Buckets 0.1, 0.25, +Inf: a p95 < 500ms gate's threshold lies in the +Inf bucket.
+
+
+@pytest.mark.parametrize(
+    ("buckets", "verdict", "reason", "value"),
+    [
+        pytest.param(
+            _b((0.1, 100), (0.25, 180), (INF, 200)), Verdict.INCONCLUSIVE,
+            "latency: p95 latency above 250ms; the histogram cannot tell whether it is "
+            "<= 500ms over 5m (200 requests; 90% at or under 250ms, the largest bucket bound; "
+            "add a bucket at le=0.5)",
+            INF, id="threshold-in-inf-bucket-share-below-quantile-is-inconclusive",
+        ),
+        pytest.param(
+            _b((0.1, 100), (0.25, 192), (INF, 200)), Verdict.PASS,
+            "latency: p95 latency 247ms <= 500ms over 5m "
+            "(200 requests; 96% at or under 250ms, the largest bucket bound)",
+            0.1 + 0.15 * (190 - 100) / 92, id="largest-bound-already-holds-the-quantile-passes",
+        ),
+        pytest.param(
+            _b((0.1, 100), (0.25, 190), (INF, 200)), Verdict.PASS,
+            "latency: p95 latency 250ms <= 500ms over 5m "
+            "(200 requests; 95% at or under 250ms, the largest bucket bound)",
+            0.25, id="largest-bound-holding-exactly-the-quantile-passes",
+        ),
+        pytest.param(
+            _b((INF, 200),), Verdict.INCONCLUSIVE,
+            "latency: p95 latency unknown; the histogram cannot tell whether it is <= 500ms "
+            "over 5m (200 requests; no bucket below +Inf; add a bucket at le=0.5)",
+            None, id="only-an-inf-bucket-is-inconclusive",
+        ),
+        pytest.param(
+            _b((0.1, 100), (0.25, 189), (0.5, 189), (INF, 200)), Verdict.FAIL,
+            "latency: p95 latency above 500ms > 500ms over 5m "
+            "(200 requests; 94.5% at or under 500ms)",
+            INF, id="threshold-on-the-largest-bound-is-exact-and-fails",
+        ),
+        pytest.param(
+            _b((0.1, 185), (1.0, 200), (INF, 200)), Verdict.PASS,
+            "latency: p95 latency 400ms <= 500ms over 5m "
+            "(200 requests; 95.83% at or under 500ms, interpolated)",
+            0.4, id="threshold-inside-a-finite-bucket-is-interpolated",
+        ),
+        pytest.param(
+            _b((0.25, 150), (1.0, 200), (INF, 200)), Verdict.FAIL,
+            "latency: p95 latency 850ms > 500ms over 5m "
+            "(200 requests; 83.33% at or under 500ms, interpolated)",
+            0.85, id="interpolated-share-below-the-quantile-fails",
+        ),
+    ],
+)
+def test_judge_latency_when_the_histogram_cannot_bound_the_threshold(
+    buckets: Buckets, verdict: Verdict, reason: str, value: float | None
+) -> None:
+    r = judge_latency(LATENCY, buckets, AT, 300)
+    assert (r.verdict, r.reason) == (verdict, reason)
+    if value is None:
+        assert r.value is None
+    else:
+        assert r.value == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("bound", "share", "exact"),
+    [
+        pytest.param(0.25, 0.9, True, id="on-a-bound-exact"),
+        pytest.param(0.05, 0.25, False, id="first-bucket-interpolated-from-zero"),
+        pytest.param(0.175, 0.7, False, id="inside-a-bucket-interpolated"),
+        pytest.param(0.5, NAN, False, id="in-the-inf-bucket-unknown"),
+    ],
+)
+def test_share_at_or_under(bound: float, share: float, exact: bool) -> None:
+    got, got_exact = share_at_or_under(_b((0.1, 100), (0.25, 180), (INF, 200)), bound)
+    assert got_exact is exact
+    assert got == pytest.approx(share, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        pytest.param(0.5, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.1, id="on-a-bound"),
+        pytest.param(0.7, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.175, id="interpolated"),
+        pytest.param(0.25, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.05,
+                     id="first-bucket-from-zero"),
+        # histogram_quantile says 0.25 here; the quantile is only known to be above it.
+        pytest.param(0.95, _b((0.1, 100), (0.25, 180), (INF, 200)), INF,
+                     id="rank-in-the-inf-bucket-is-above-the-largest-bound"),
+        # histogram_quantile says NaN for fewer than two buckets.
+        pytest.param(0.95, _b((INF, 200),), NAN, id="only-an-inf-bucket-is-unknown"),
+    ],
+)
+def test_quantile_from_buckets(q: float, buckets: Buckets, expected: float) -> None:
+    assert quantile_from_buckets(q, buckets) == pytest.approx(expected, nan_ok=True)

@@ -652,9 +652,14 @@ class LocalProcessTarget:
             if c is not None:
                 self._log(f"rolled back: candidate {c.version} stopped")
 
-    def metrics_endpoints(self) -> list[str]:
+    def metrics_endpoints(self, version: str | None = None) -> list[str]:
         with self._lock:
-            return self._endpoints()
+            s = self._state
+            return [
+                r.address
+                for r in (s.stable, s.candidate)
+                if r is not None and (version is None or r.version == version)
+            ]
 
     def close(self) -> None:
         """Release local resources; the router and versions keep running. Pending stops
