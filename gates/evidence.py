@@ -17,7 +17,7 @@ its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from math import isnan
@@ -49,7 +49,7 @@ def _excess(gate: GateSpec, c: Counts) -> float:
     """Errors beyond what the threshold allows (positive: breaching)."""
     assert gate.threshold is not None
     over = c.errors - gate.threshold * c.requests
-    return -over if gate.comparison in (Comparison.LT, Comparison.LE) else over
+    return -over if _upper(gate) else over
 
 
 def since_breach(
@@ -58,51 +58,74 @@ def since_breach(
     at: datetime,
     slice_s: float,
 ) -> Evidence | None:
-    """The evidence since the breach began, or None when it began inside the window.
+    """The evidence since the current breach began; None when nothing breaches.
 
     ``slices``: (end, counts over the ``slice_s`` before it), oldest first, the last one
-    ending at ``at``; slices without data may be left out. None also when nothing breaches.
+    ending at ``at``; slices without data may be left out. The onset is the start of the
+    run of slices, ending now, with the most excess errors (ties: the shorter run). A run
+    shorter than the gate's window counts only when the window before it is significantly
+    healthy (its bound on the other side at or within the threshold): the best of many
+    short runs is otherwise mostly noise.
     """
     assert gate.threshold is not None
     usable = [
         (t, c) for t, c in slices if t <= at + _EPS and not isnan(c.requests + c.errors)
     ]
     ordered = sorted(usable, key=lambda p: p[0])
+    window_start = at - timedelta(seconds=gate.window)
+    slice_len = timedelta(seconds=slice_s)
     best_excess = 0.0
     best: int | None = None
     running = 0.0
     for i in range(len(ordered) - 1, -1, -1):
         running += _excess(gate, ordered[i][1])
-        if running > best_excess:  # ties keep the later onset: the shorter span
-            best_excess, best = running, i
+        if running <= best_excess:  # ties keep the later onset: the shorter run
+            continue
+        if ordered[i][0] - slice_len > window_start + _EPS and not _healthy_before(
+            gate, ordered[:i], window_start, slice_len
+        ):
+            continue
+        best_excess, best = running, i
     if best is None:
         return None
-    since = ordered[best][0] - timedelta(seconds=slice_s)
-    span_s = (at - since).total_seconds()
-    import os
-    if span_s <= gate.window * float(os.environ.get("MINSPAN", "0")) + _EPS.total_seconds():
-        return None
-    if os.environ.get("CHANGE") and span_s < gate.window - _EPS.total_seconds():
-        lo = at - timedelta(seconds=gate.window)
-        before = [c for t, c in ordered[:best] if t - timedelta(seconds=slice_s) >= lo - _EPS]
-        b = Counts(sum(c.requests for c in before), sum(c.errors for c in before))
-        up = gate.comparison in (Comparison.LT, Comparison.LE)
-        other = wilson_bound(b.errors, b.requests, gate.confidence, upper=not up)
-        if not (b.requests > 0 and not gate.comparison.breaches(other, gate.threshold)):
-            return None
-    counts = Counts(
-        requests=sum(c.requests for _, c in ordered[best:]),
-        errors=sum(c.errors for _, c in ordered[best:]),
-    )
+    since = ordered[best][0] - slice_len
+    counts = _total(c for _, c in ordered[best:])
     ratio = error_ratio(counts)
-    upper = gate.comparison in (Comparison.LT, Comparison.LE)
-    bound = wilson_bound(counts.errors, counts.requests, gate.confidence, upper=upper)
+    bound = wilson_bound(counts.errors, counts.requests, gate.confidence, upper=_upper(gate))
     significant = (
         counts.requests >= gate.min_requests
         and gate.comparison.breaches(ratio, gate.threshold)
         and gate.comparison.breaches(bound, gate.threshold)
     )
-    return Evidence(since, span_s, counts, ratio, bound, significant)
+    return Evidence(since, (at - since).total_seconds(), counts, ratio, bound, significant)
+
+
+def _healthy_before(
+    gate: GateSpec,
+    before: Sequence[tuple[datetime, Counts]],
+    window_start: datetime,
+    slice_len: timedelta,
+) -> bool:
+    """Whether the window's slices before an onset inside it are significantly healthy."""
+    assert gate.threshold is not None
+    c = _total(c for t, c in before if t - slice_len >= window_start - _EPS)
+    if c.requests <= 0:
+        return False
+    bound = wilson_bound(c.errors, c.requests, gate.confidence, upper=not _upper(gate))
+    return not gate.comparison.breaches(bound, gate.threshold)
+
+
+def _total(counts: Iterable[Counts]) -> Counts:
+    req = err = 0.0
+    for c in counts:
+        req += c.requests
+        err += c.errors
+    return Counts(requests=req, errors=err)
+
+
+def _upper(gate: GateSpec) -> bool:
+    """Whether a breach is a low value, judged by the upper bound."""
+    return gate.comparison in (Comparison.LT, Comparison.LE)
 
 
 def judge_accumulated(
@@ -127,7 +150,7 @@ def judge_accumulated(
         f"{fmt_pct(ev.ratio)} over the {human_duration(ev.span_s)} since the breach began "
         f"({fmt_requests(ev.counts.requests)})"
     )
-    side = "upper" if gate.comparison in (Comparison.LT, Comparison.LE) else "lower"
+    side = "upper" if _upper(gate) else "lower"
     if ev.significant:
         head = result.reason.partition("; not significant")[0]
         return replace(

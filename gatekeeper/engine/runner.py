@@ -70,6 +70,7 @@ class RunOptions:
     scrape_interval_s: float = 1.0
     stop_requested: Callable[[], bool] = lambda: False
     shutdown_target: bool = False  # stop every process at the end (demo, tests)
+    metrics_timeout_s: float = 60.0  # how long the deploy step waits for the candidate's scrape
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
@@ -133,6 +134,7 @@ def _execute(
             listener=options.listener,
             on_deployed=sync,
             stop_requested=options.stop_requested,
+            metrics_timeout_s=options.metrics_timeout_s,
         )
         return executor.run()
     finally:

@@ -30,24 +30,46 @@ class Stack:
     db_url: str
     load: LoadGenerator
 
-    def release(self, version: str, stable: str, strategy: dict[str, Any], *flags: str,
-                **extra: Any) -> Outcome:
-        spec = parse_release({
-            "app": "shop",
-            "environment": "test",
-            "version": version,
-            "command": service_command(version, "--latency-ms", "5", *flags),
-            "stable": {"version": stable, "command": service_command(stable, "--latency-ms", "5")},
-            "strategy": strategy,
-            "target": {"type": "local", "router_port": self.router_port,
-                       "state_dir": str(self.state_dir)},
-            "time_scale": 30,
-            "hold_timeout": "60m",
-            **extra,
-        })
-        return run_release(spec, RunOptions(
-            prometheus_url=self.prometheus_url, db_url=self.db_url, state_dir=self.state_dir,
-        ))
+    def release(
+        self,
+        version: str,
+        stable: str,
+        strategy: dict[str, Any],
+        *flags: str,
+        scraper: bool = False,
+        metrics_timeout_s: float = 60.0,
+        **extra: Any,
+    ) -> Outcome:
+        spec = parse_release(
+            {
+                "app": "shop",
+                "environment": "test",
+                "version": version,
+                "command": service_command(version, "--latency-ms", "5", *flags),
+                "stable": {
+                    "version": stable,
+                    "command": service_command(stable, "--latency-ms", "5"),
+                },
+                "strategy": strategy,
+                "target": {
+                    "type": "local",
+                    "router_port": self.router_port,
+                    "state_dir": str(self.state_dir),
+                },
+                "time_scale": 30,
+                "hold_timeout": "60m",
+                **extra,
+            }
+        )
+        return run_release(
+            spec,
+            RunOptions(
+                prometheus_url=None if scraper else self.prometheus_url,
+                db_url=self.db_url,
+                state_dir=self.state_dir,
+                metrics_timeout_s=metrics_timeout_s,
+            ),
+        )
 
     def target(self) -> LocalProcessTarget:
         return LocalProcessTarget("shop", self.state_dir, router_port=self.router_port)
@@ -110,3 +132,34 @@ def test_three_percent_holds_then_rolls_back_once_sustained(stack: Stack):
     finally:
         store.close()
     assert any(p.startswith("holding:") for p in phases), phases
+
+
+@pytest.mark.parametrize("source", ["prometheus", "scraper"])
+def test_a_service_whose_series_appear_at_its_first_request_is_released(stack: Stack, source: str):
+    """Client libraries export no labelled counter before its first request, and the
+    candidate gets none before the first shift: "seen" is a successful scrape."""
+    out = stack.release("v2", "v1", CANARY, "--lazy-metrics", scraper=source == "scraper")
+    assert out.phase is Phase.PROMOTED, out.reason
+    assert stack.target().state().stable_version == "v2"
+
+
+@pytest.mark.parametrize("source", ["prometheus", "scraper"])
+def test_a_candidate_whose_metrics_cannot_be_scraped_is_rolled_back_before_any_traffic(
+    stack: Stack, source: str
+):
+    out = stack.release(
+        "v2", "v1", CANARY, "--no-metrics", scraper=source == "scraper", metrics_timeout_s=5
+    )
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason.startswith(
+        f"deploy: {source} has not seen default/shop@v2's metrics (127.0.0.1:"
+    )
+    assert out.reason.endswith(
+        "(limit 5s); without them no gate can judge it: is its /metrics scraped?"
+    )
+    store = open_store(stack.db_url)
+    try:
+        shifts = [e.message for e in store.events(out.release_id) if e.kind == "shift"]
+    finally:
+        store.close()
+    assert shifts == []

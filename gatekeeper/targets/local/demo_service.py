@@ -2,7 +2,7 @@
 
     python -m gatekeeper.targets.local.demo_service --app demo --version v2 --port 8081 \
         [--error-rate 0.08] [--latency-ms 20] [--latency-jitter-ms 5] \
-        [--slow-share 0.0 --slow-ms 650] [--host 127.0.0.1]
+        [--slow-share 0.0 --slow-ms 650] [--host 127.0.0.1] [--lazy-metrics] [--no-metrics]
 
 ``GET /healthz`` always answers 200; ``GET /metrics`` is the Prometheus exposition with
 ``http_requests_total{app,version,code}`` and ``http_request_duration_seconds{app,version}``
@@ -71,8 +71,11 @@ class DemoServer(ThreadingHTTPServer):
         version: str,
         behaviour: Behaviour,
         seed: int | None = None,
+        lazy_metrics: bool = False,
+        metrics: bool = True,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.version = version
         self.behaviour = behaviour
         self.registry = CollectorRegistry()
@@ -89,9 +92,12 @@ class DemoServer(ThreadingHTTPServer):
             registry=self.registry,
         )
         # Series that exist from the start at 0, so increase() sees their first errors.
-        for code in CODES:
-            self.requests.labels(app, version, code)
-        self.duration.labels(app, version)
+        # With lazy_metrics they appear at their first request, as client libraries do by
+        # default for labelled metrics.
+        if not lazy_metrics:
+            for code in CODES:
+                self.requests.labels(app, version, code)
+            self.duration.labels(app, version)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         super().__init__(address, DemoHandler)
@@ -133,6 +139,9 @@ class DemoHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             self._send(200, b"ok\n")
+            return
+        if path == "/metrics" and not self.server.metrics:
+            self._send(404, b"no metrics here\n")
             return
         if path == "/metrics":
             self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
@@ -206,6 +215,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-share", type=_share, default=0.0)
     p.add_argument("--slow-ms", type=_non_negative, default=650.0)
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible runs)")
+    p.add_argument(
+        "--lazy-metrics",
+        action="store_true",
+        help="create request series at their first request (client libraries' default)",
+    )
+    p.add_argument("--no-metrics", action="store_true", help="answer /metrics with 404")
     return p.parse_args(argv)
 
 
@@ -225,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             version=args.version,
             behaviour=behaviour,
             seed=args.seed,
+            lazy_metrics=args.lazy_metrics,
+            metrics=not args.no_metrics,
         )
     except OSError as e:
         print(f"demo_service: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
