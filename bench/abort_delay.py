@@ -240,7 +240,8 @@ def main() -> int:
     cells = [(bad, rps) for bad in BAD_RATIOS for rps in RATES]
     steady = [
         ("healthy", 1.0, 0.01, args.healthy_hours),
-        ("near threshold", 10.0, 0.04, args.near_hours),
+        ("at the sustained gate's 2%", 1.0, 0.02, args.near_hours),
+        ("just under the threshold", 10.0, 0.04, args.near_hours),
     ]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         delays = {

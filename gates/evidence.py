@@ -72,8 +72,16 @@ def since_breach(
         (t, c) for t, c in slices if t <= at + _EPS and not isnan(c.requests + c.errors)
     ]
     ordered = sorted(usable, key=lambda p: p[0])
-    window_start = at - timedelta(seconds=gate.window)
     slice_len = timedelta(seconds=slice_s)
+    # Slices from here on lie inside the window (they start at or after its start).
+    inside = next(
+        (
+            i
+            for i, (t, _) in enumerate(ordered)
+            if t - slice_len >= at - timedelta(seconds=gate.window) - _EPS
+        ),
+        len(ordered),
+    )
     best_excess = 0.0
     best: int | None = None
     running = 0.0
@@ -81,9 +89,7 @@ def since_breach(
         running += _excess(gate, ordered[i][1])
         if running <= best_excess:  # ties keep the later onset: the shorter run
             continue
-        if ordered[i][0] - slice_len > window_start + _EPS and not _healthy_before(
-            gate, ordered[:i], window_start, slice_len
-        ):
+        if i > inside and not _healthy(gate, _total(c for _, c in ordered[inside:i])):
             continue
         best_excess, best = running, i
     if best is None:
@@ -100,15 +106,9 @@ def since_breach(
     return Evidence(since, (at - since).total_seconds(), counts, ratio, bound, significant)
 
 
-def _healthy_before(
-    gate: GateSpec,
-    before: Sequence[tuple[datetime, Counts]],
-    window_start: datetime,
-    slice_len: timedelta,
-) -> bool:
-    """Whether the window's slices before an onset inside it are significantly healthy."""
+def _healthy(gate: GateSpec, c: Counts) -> bool:
+    """Whether counts are significantly within the threshold (the bound on the other side)."""
     assert gate.threshold is not None
-    c = _total(c for t, c in before if t - slice_len >= window_start - _EPS)
     if c.requests <= 0:
         return False
     bound = wilson_bound(c.errors, c.requests, gate.confidence, upper=not _upper(gate))
@@ -161,6 +161,9 @@ def judge_accumulated(
                 f"({side} bound {fmt_pct(ev.bound)})"
             ),
         )
+    window_s = result.window_s if result.window_s is not None else gate.window
+    if abs(ev.span_s - window_s) < slice_s / 2:
+        return result  # the breach fills the window and no more: nothing to add
     return replace(
         result,
         reason=(

@@ -5,18 +5,28 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from gatekeeper.domain.durations import parse_duration
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
-from gatekeeper.engine.gating import run_backtest
 
+from .root import EXIT_ERROR, EXIT_INVALID
 from .text import lit, print_problem, styled
-from .timeparse import parse_time
+
+if TYPE_CHECKING:
+    from gatekeeper.engine.gating import run_backtest
+else:
+
+    def run_backtest(*args: Any, **kwargs: Any) -> Any:
+        # The engine's run_backtest (and the Prometheus client), loaded when a backtest runs;
+        # a test may replace this name.
+        from gatekeeper.engine import gating
+
+        return gating.run_backtest(*args, **kwargs)
+
 
 gates_app = typer.Typer(help="Metric gates: backtest them against history.", no_args_is_help=True)
 
@@ -37,6 +47,14 @@ def backtest_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the timeline as JSON."),
 ) -> None:
     """Evaluate the gates at each step of a past range: what would the controller have done?"""
+    from datetime import timedelta
+
+    from rich.progress import Progress
+
+    from gatekeeper.domain.durations import parse_duration
+
+    from .timeparse import parse_time
+
     err = Console(stderr=True)
     try:
         t0 = parse_time(start, field="--start")
@@ -45,8 +63,6 @@ def backtest_cmd(
             step_s = parse_duration(step)
         except ValueError as e:
             raise InvalidInput(f"--step: {e}") from e
-        from datetime import timedelta
-
         with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("evaluating", total=None)
             result = run_backtest(
@@ -63,10 +79,10 @@ def backtest_cmd(
             )
     except InvalidInput as e:
         print_problem(err, "invalid input", e)
-        raise typer.Exit(2) from e
+        raise typer.Exit(EXIT_INVALID) from e
     except GatekeeperError as e:
         print_problem(err, "error", e)
-        raise typer.Exit(1) from e
+        raise typer.Exit(EXIT_ERROR) from e
     if as_json:
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,32 +1,40 @@
-"""The gatekeeper command line: a thin Typer layer over the engine."""
+"""The gatekeeper command line: a thin Typer layer over the engine.
+
+Importing the CLI loads Typer and the command definitions only. Each command imports the
+engine parts it needs when it runs, so `gatekeeper --help` or `gatekeeper plan` never
+loads the store, the Prometheus client or the executor (tests/unit/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
+# Importing a command module registers its commands; the order here is the order of --help.
+from . import demo_cmd, release_cmd  # noqa: F401
 from .gates_cmd import gates_app
-
-app = typer.Typer(
-    name="gatekeeper",
-    help="Release gatekeeper: progressive delivery with metric gates and automatic rollback.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from .root import (
+    EXIT_ERROR,
+    EXIT_HELD,
+    EXIT_INVALID,
+    EXIT_PROMOTED,
+    EXIT_ROLLED_BACK,
+    app,
 )
+
 app.add_typer(gates_app, name="gates")
 
-EXIT_PROMOTED = 0
-EXIT_ERROR = 1
-EXIT_INVALID = 2
-EXIT_ROLLED_BACK = 3
-EXIT_HELD = 4
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_HELD",
+    "EXIT_INVALID",
+    "EXIT_PROMOTED",
+    "EXIT_ROLLED_BACK",
+    "app",
+    "main",
+]
 
 
 def main() -> None:
-    from . import demo_cmd, release_cmd  # noqa: F401  (they register their commands)
-
     try:
         app()
     except SystemExit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -12,11 +12,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gatekeeper.domain.plan import Step
-from gatekeeper.domain.verdicts import GateResult
-from gatekeeper.engine.executor import TargetState
-
 from .text import lit, styled
+
+if TYPE_CHECKING:
+    from gatekeeper.domain.plan import Step
+    from gatekeeper.domain.verdicts import GateResult
+    from gatekeeper.engine.executor import TargetState
 
 COLORS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "blue"}
 

@@ -1,4 +1,7 @@
-"""`gatekeeper plan`, `run`, `approve`, `history`: releases on the embedded default."""
+"""`gatekeeper plan`, `run`, `approve`, `abort`, `history`: releases on the embedded default.
+
+Each command imports the engine when it runs: `plan` needs no store, `history` no gates.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +9,30 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
-from gatekeeper.engine.control import abort_release, approve, history, plan_json, plan_rows
-from gatekeeper.engine.runner import (
-    RunOptions,
-    load_release_file,
-    outcome_exit_code,
-    run_release,
-    validate,
-)
 
-from .main import EXIT_ERROR, EXIT_INVALID, app
-from .progress import ReleaseProgress
+from .root import EXIT_ERROR, EXIT_INVALID, app
 from .text import lit, print_problem, styled
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from gatekeeper.engine.runner import run_release
+else:
+
+    def run_release(*args: Any, **kwargs: Any) -> Any:
+        # The engine's run_release, loaded when a release runs; a test may replace this name.
+        from gatekeeper.engine import runner
+
+        return runner.run_release(*args, **kwargs)
 
 
 def _invalid(e: InvalidInput) -> typer.Exit:
-    print_problem(err, "invalid input", e)
+    print_problem(Console(stderr=True), "invalid input", e)
     return typer.Exit(EXIT_INVALID)
 
 
@@ -39,6 +42,9 @@ def plan_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Print the plan a release spec turns into."""
+    from gatekeeper.engine.control import plan_json, plan_rows
+    from gatekeeper.engine.runner import load_release_file, validate
+
     try:
         spec = load_release_file(release)
         plan, _ = validate(spec, release.parent)
@@ -83,6 +89,10 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a final summary object."),
 ) -> None:
     """Run one release to its end. Exit 0 promoted, 3 rolled back, 4 held and stopped, 2 invalid."""
+    from gatekeeper.engine.runner import RunOptions, load_release_file, outcome_exit_code, validate
+
+    from .progress import ReleaseProgress
+
     try:
         spec = load_release_file(release)
         validate(spec, release.parent)
@@ -102,7 +112,7 @@ def run_cmd(
     except InvalidInput as e:
         raise _invalid(e) from e
     except GatekeeperError as e:
-        print_problem(err, "error", e)
+        print_problem(Console(stderr=True), "error", e)
         raise typer.Exit(EXIT_ERROR) from e
     code = outcome_exit_code(outcome.phase)
     if as_json:
@@ -140,6 +150,8 @@ def approve_cmd(
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
 ) -> None:
     """Approve a step of a running release (recorded in the audit trail)."""
+    from gatekeeper.engine.control import approve
+
     try:
         approve(release_id, step, by=by, role=role, comment=comment, db_url=db)
     except InvalidInput as e:
@@ -159,6 +171,8 @@ def abort_cmd(
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
 ) -> None:
     """Stop a release: all traffic back to stable; a running `gatekeeper run` exits 4."""
+    from gatekeeper.engine.control import abort_release
+
     try:
         said = abort_release(
             release_id, by=by, reason=reason, db_url=db, state_dir=state_dir, shutdown=shutdown
@@ -175,6 +189,8 @@ def history_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Past and current releases, newest first."""
+    from gatekeeper.engine.control import history
+
     rows = history(app_name, db)
     if as_json:
         json.dump(rows, sys.stdout, indent=2)

@@ -17,6 +17,7 @@ import tenacity
 
 from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.errors import StepFailed, TemporaryError
+from gatekeeper.domain.phases import PhaseConflict
 from gatekeeper.domain.plan import (
     Analyze,
     DeployCandidate,
@@ -158,8 +159,8 @@ class LocalExecutor:
         if record.phase.final:
             return Outcome(self.release_id, record.phase, record.reason)
         if record.phase is Phase.ROLLING_BACK:
-            reason = record.reason.removeprefix(_ABORTED_MARK)
-            return self._rollback(_intended(record.reason), reason)
+            intended = Phase.ABORTED if record.stopped else Phase.ROLLED_BACK
+            return self._rollback(intended, record.reason)
         if record.next_step > 0:
             nxt = self.plan.steps[min(record.next_step, len(self.plan.steps) - 1)]
             total = len(self.plan.steps)
@@ -205,7 +206,13 @@ class LocalExecutor:
     def _rollback(self, phase: Phase, reason: str) -> Outcome:
         """Traffic back to stable first; the records are written around it, best effort, so a
         store outage never keeps traffic on a failing candidate."""
-        self._best_effort(lambda: self._set_phase(Phase.ROLLING_BACK, _decided(phase, reason)))
+        ended: Phase | None = None  # another process ended it first (an abort): it stays so
+        try:
+            self._set_phase(Phase.ROLLING_BACK, reason, stopped=phase is Phase.ABORTED)
+        except PhaseConflict as e:
+            ended = e.current if e.current.final else None
+        except Exception as e:
+            self.listener.event("error", f"could not record: {type(e).__name__}: {e}")
         self._best_effort(lambda: self._event("rollback", f"rolling back: {reason}"))
         try:
             for step in self.plan.rollback:
@@ -217,6 +224,8 @@ class LocalExecutor:
             reason = f"{reason}; rollback did not finish: {type(e).__name__}: {e}"
             phase = Phase.FAILED
         self._best_effort(self._traffic)
+        if ended is not None:
+            return Outcome(self.release_id, ended, reason)
         self._best_effort(lambda: self._phase(phase, reason))
         return Outcome(self.release_id, phase, reason)
 
@@ -474,11 +483,17 @@ class LocalExecutor:
     # -- records --------------------------------------------------------------------------
 
     def _phase(self, phase: Phase, reason: str) -> None:
-        self._set_phase(phase, reason)
+        try:
+            self._set_phase(phase, reason)
+        except PhaseConflict as e:
+            if e.current is Phase.ABORTED:  # `gatekeeper abort` won: stop here
+                record = self.store.get_release(self.release_id)
+                raise AbortedElsewhere(record.reason if record else str(e)) from e
+            raise
         self._event("phase", f"{phase.value}: {reason}")
 
-    def _set_phase(self, phase: Phase, reason: str) -> None:
-        self.store.set_phase(self.release_id, phase, reason)
+    def _set_phase(self, phase: Phase, reason: str, *, stopped: bool | None = None) -> None:
+        self.store.set_phase(self.release_id, phase, reason, stopped=stopped)
 
     def _event(self, kind: str, message: str) -> None:
         self.store.record_event(
@@ -506,18 +521,6 @@ class LocalExecutor:
         return VersionRun(
             version=self.spec.version, command=self.spec.command, image=self.spec.image
         )
-
-
-_ABORTED_MARK = "[stopped] "
-
-
-def _decided(phase: Phase, reason: str) -> str:
-    """The reason saved while rolling back; it remembers whether the release was stopped."""
-    return _ABORTED_MARK + reason if phase is Phase.ABORTED else reason
-
-
-def _intended(saved_reason: str) -> Phase:
-    return Phase.ABORTED if saved_reason.startswith(_ABORTED_MARK) else Phase.ROLLED_BACK
 
 
 def new_record(spec: ReleaseSpec, plan: Plan, now: datetime) -> ReleaseRecord:

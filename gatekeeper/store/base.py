@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ class ReleaseRecord:
     created_at: datetime
     updated_at: datetime
     next_step: int = 0  # index of the first plan step not yet completed
+    stopped: bool = False  # stopped by a person or the hold timeout: the rollback ends aborted
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,19 @@ class Store(Protocol):
 
     def list_releases(self, app: str | None = None, limit: int = 100) -> list[ReleaseRecord]: ...
 
-    def set_phase(self, release_id: str, phase: Phase, reason: str) -> None: ...
+    def set_phase(
+        self,
+        release_id: str,
+        phase: Phase,
+        reason: str,
+        *,
+        expected: Iterable[Phase] | None = None,
+        stopped: bool | None = None,
+    ) -> None:
+        """Compare-and-set: moves the release to ``phase`` only from a phase in
+        ``expected`` (any) that the phase machine allows a move from, in one statement;
+        otherwise raises PhaseConflict naming the phase it is in. ``stopped`` is set
+        with it when given."""
 
     def complete_step(self, release_id: str, index: int, name: str, outcome: str) -> None:
         """Record step ``index`` done and advance next_step to index+1, atomically."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -68,6 +69,8 @@ class ReleaseRow(Base):
     next_step: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Stopped by a person or the hold timeout: a rollback then ends in "aborted".
+    stopped: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class StepRow(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput, TemporaryError
+from gatekeeper.domain.phases import PhaseConflict
+from gatekeeper.domain.phases import sources as phase_sources
 from gatekeeper.domain.release import Phase
 from gatekeeper.domain.verdicts import GateResult, Verdict
 
@@ -165,6 +167,7 @@ def _record(row: ReleaseRow) -> ReleaseRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         next_step=row.next_step,
+        stopped=row.stopped,
     )
 
 
@@ -306,6 +309,7 @@ class SqlStore:
             phase=Phase(record.phase).value,
             reason=record.reason,
             next_step=record.next_step,
+            stopped=record.stopped,
             created_at=_aware(record.created_at, "created_at"),
             updated_at=_aware(record.updated_at, "updated_at"),
         )
@@ -345,18 +349,39 @@ class SqlStore:
         with self._tx(write=False) as session:
             return [_record(row) for row in session.scalars(query)]
 
-    def set_phase(self, release_id: str, phase: Phase, reason: str) -> None:
+    def set_phase(
+        self,
+        release_id: str,
+        phase: Phase,
+        reason: str,
+        *,
+        expected: Iterable[Phase] | None = None,
+        stopped: bool | None = None,
+    ) -> None:
         value = Phase(phase).value
+        allowed_from = sorted(p.value for p in phase_sources(Phase(phase), expected))
+        changes: dict[str, object] = {"phase": value, "reason": reason, "updated_at": _now()}
+        if stopped is not None:
+            changes["stopped"] = stopped
         try:
             with self._tx(write=True) as session:
                 done = _changed(
                     session,
                     update(ReleaseRow)
-                    .where(ReleaseRow.id == release_id)
-                    .values(phase=value, reason=reason, updated_at=_now()),
+                    .where(ReleaseRow.id == release_id, ReleaseRow.phase.in_(allowed_from))
+                    .values(**changes),
                 )
                 if done != 1:
-                    raise _unknown(release_id)
+                    row = session.get(ReleaseRow, release_id)
+                    if row is None:
+                        raise _unknown(release_id)
+                    active = _active_row(session, row.app, row.environment)
+                    note = (
+                        f"{active.id!r} is the active release of {row.app}/{row.environment}"
+                        if active is not None and active.id != release_id
+                        else ""
+                    )
+                    raise PhaseConflict(release_id, Phase(row.phase), Phase(phase), note)
         except IntegrityError as e:
             # Only the one-active index can object: this would make a second active release.
             with self._tx(write=False) as session:

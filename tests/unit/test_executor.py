@@ -489,3 +489,33 @@ def test_a_failure_during_the_scale_down_delay_flips_traffic_back_to_the_old_ver
     assert ("promote", 0.0) not in h.target.calls
     state = h.target.state()
     assert (state.stable_version, state.candidate_weight) == ("v1", 0)
+
+
+class AbortingStore:
+    """The real store, where a person aborts the release just before the executor's
+    next phase write (after its once-a-second check has passed)."""
+
+    def __init__(self, inner, url: str) -> None:
+        self.inner, self.url, self.done = inner, url, False
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def set_phase(self, release_id, phase, reason, **kw):
+        if not self.done and phase is Phase.HOLDING:
+            self.done = True
+            other = SqlStore.open(self.url)  # another process
+            other.set_phase(release_id, Phase.ABORTED, "aborted by rm: freeze")
+            other.close()
+        return self.inner.set_phase(release_id, phase, reason, **kw)
+
+
+def test_an_abort_between_the_check_and_the_next_write_wins(make, tmp_path: Path):
+    h = make(error_ratio=0.03)  # the sustained gate warns: the executor writes "holding"
+    h.store = AbortingStore(h.store, f"sqlite:///{tmp_path / 'gk.db'}")
+    out = h.executor().run()
+    assert out.phase is Phase.ABORTED, out.reason
+    assert out.reason == "aborted by rm: freeze"
+    record = h.store.get_release(h.spec.release_id)
+    assert (record.phase, record.reason) == (Phase.ABORTED, "aborted by rm: freeze")
+    assert h.target.state().candidate_weight == 0

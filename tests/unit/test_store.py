@@ -168,7 +168,7 @@ def test_migrations_create_the_schema(store: SqlStore) -> None:
     columns = {t: {c["name"] for c in inspector.get_columns(t)} for t in TABLES}
     assert columns["releases"] == {
         "id", "app", "environment", "version", "stable_version", "strategy", "expedited",
-        "spec", "plan", "phase", "reason", "next_step", "created_at", "updated_at",
+        "spec", "plan", "phase", "reason", "next_step", "created_at", "updated_at", "stopped",
     }  # fmt: skip
     assert columns["step_log"] == {"release_id", "index", "name", "outcome", "at"}
     assert columns["events"] == {"id", "release_id", "at", "kind", "message", "actor", "data"}
@@ -199,7 +199,7 @@ def test_migrations_create_the_schema(store: SqlStore) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == head == "0001"
+        assert MigrationContext.configure(connection).get_current_revision() == head == "0002"
 
 
 def test_models_match_the_migrations(store: SqlStore) -> None:
@@ -728,3 +728,66 @@ def test_open_store_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     open_store(f"sqlite:///{tmp_path / 'explicit.db'}").close()
     assert (tmp_path / "explicit.db").is_file()
+
+
+# -- the phase machine, compare-and-set ---------------------------------------------------------
+
+
+def test_an_abort_from_another_process_wins_over_the_executors_next_write(
+    store: SqlStore, other: SqlStore
+) -> None:
+    from gatekeeper.domain.phases import PhaseConflict
+
+    r = release()
+    store.create_release(r)
+    other.set_phase(r.release_id, Phase.ABORTED, "aborted by rm: freeze")
+    with pytest.raises(PhaseConflict) as refused:
+        store.set_phase(r.release_id, Phase.HOLDING, "holding: latency warns")
+    assert refused.value.current is Phase.ABORTED
+    got = store.get_release(r.release_id)
+    assert got is not None and (got.phase, got.reason) == (Phase.ABORTED, "aborted by rm: freeze")
+
+
+def test_set_phase_compares_with_the_expected_phases(store: SqlStore) -> None:
+    from gatekeeper.domain.phases import PhaseConflict
+
+    r = release(phase=Phase.HOLDING)
+    store.create_release(r)
+    with pytest.raises(PhaseConflict, match="cannot move from holding to running"):
+        store.set_phase(r.release_id, Phase.RUNNING, "approved", expected=[Phase.PENDING])
+    store.set_phase(r.release_id, Phase.RUNNING, "approved", expected=[Phase.HOLDING])
+    got = store.get_release(r.release_id)
+    assert got is not None and got.phase is Phase.RUNNING
+
+
+def test_stopped_is_a_field_not_reason_text(store: SqlStore) -> None:
+    r = release()
+    store.create_release(r)
+    store.set_phase(r.release_id, Phase.ROLLING_BACK, "no approval after 1h", stopped=True)
+    got = store.get_release(r.release_id)
+    assert got is not None and got.stopped and got.reason == "no approval after 1h"
+    store.set_phase(r.release_id, Phase.ABORTED, "no approval after 1h")
+    got = store.get_release(r.release_id)
+    assert got is not None and got.stopped  # unchanged when not given
+
+
+def test_the_upgrade_turns_a_stopped_mark_into_the_field(sqlite_url: str) -> None:
+    """A release caught rolling back by the upgrade keeps its intent."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("sqlalchemy.url", sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql(
+            "INSERT INTO releases (id, app, environment, version, stable_version, strategy, "
+            "expedited, spec, plan, phase, reason, next_step, created_at, updated_at) VALUES "
+            "('a-b-v2', 'a', 'b', 'v2', 'v1', 'canary', 0, '{}', '{}', 'rolling_back', "
+            "'[stopped] no approval', 3, '2026-11-20T12:00:00.000000+00:00', "
+            "'2026-11-20T12:00:00.000000+00:00')"
+        )
+    engine.dispose()
+    with SqlStore.open(sqlite_url) as store:
+        got = store.get_release("a-b-v2")
+    assert got is not None and got.stopped and got.reason == "no approval"
