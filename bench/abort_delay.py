@@ -13,8 +13,9 @@ after the onset counts as not failed. The "window only" column is the same gate 
 ``evidence_window: 0`` (the rule before evidence accumulated).
 
 Noise: a healthy candidate at 1% 5xx and 1 request/s for 1,000 hours (20 runs of 50h),
-and one just under the threshold, 4% at 10 requests/s, for 100 hours; "aborts" counts
-each run of consecutive ``fail`` evaluations (each would have rolled back).
+one at the sustained gate's threshold, 2% at 1 request/s, and one just under the abort
+threshold, 4% at 10 requests/s, for 100 hours each; "aborts" counts fails more than a
+window (2m) apart: each would have rolled a release back.
 
 Cadence: the gate's interval is 250ms, the simulated counts change once a second, and
 every window and slice is cut at whole seconds: the four evaluations in a second read
@@ -117,6 +118,12 @@ class SimProvider:
     def scrape_interval(self) -> float | None:
         return 1.0
 
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        return 1.0
+
+    def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
+        return {e: True for e in endpoints}
+
     def _second(self, t: datetime, last: int) -> int:
         return min(max((t - T0) // timedelta(seconds=1), 0), last)
 
@@ -193,20 +200,25 @@ def first_fail(seed: int, rps: float, bad: float, accumulate: bool) -> float | N
 
 
 def noise(seed: int, rps: float, ratio: float, hours: float, accumulate: bool) -> dict[str, int]:
-    """Aborts (runs of consecutive fails), fail seconds and warn seconds of a steady candidate."""
+    """Aborts, fail seconds and warn seconds of a steady candidate.
+
+    A fail more than the gate's window after the previous one is a new abort (the first
+    would have rolled the release back; later fails of the same breach are the same abort).
+    """
     seconds = round(hours * 3600)
     stream = Stream.simulate(seed, seconds, rps, lambda i: ratio)
-    ev = GateEvaluator(GateSet(gates=(abort_gate(accumulate),)), SimProvider({CANDIDATE: stream}))
+    gate = abort_gate(accumulate)
+    ev = GateEvaluator(GateSet(gates=(gate,)), SimProvider({CANDIDATE: stream}))
     release = Release(candidate=CANDIDATE, started=T0)
     aborts = fails = warns = 0
-    failing = False
+    last_fail = -math.inf
     for k in range(1, seconds + 1):
         [r] = ev.evaluate(release, T0 + timedelta(seconds=k))
         if r.verdict is Verdict.FAIL:
-            aborts += not failing
+            aborts += k - last_fail > gate.window
             fails += 1
+            last_fail = k
         warns += r.verdict is Verdict.WARN
-        failing = r.verdict is Verdict.FAIL
     return {"aborts": aborts, "fail_s": fails, "warn_s": warns}
 
 

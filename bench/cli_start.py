@@ -5,7 +5,9 @@ script next to this interpreter (else `python -m gatekeeper.cli`). `history` rea
 store in a temporary GATEKEEPER_HOME holding a few releases, created (and migrated)
 before the timing starts. One untimed round first (bytecode caches, the page cache), then
 the commands take turns round by round, so a change of machine load weighs on each
-alike. Prints the medians in ms and as a ratio to `python -c pass` as a Markdown table.
+alike. Prints the medians in ms and as a ratio to `python -c pass` as a Markdown table:
+wall time, what a user waits, and CPU time (user + system), which a busy machine
+inflates less.
 
     .venv/bin/python bench/cli_start.py [--runs 10]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,14 +69,20 @@ def fill_store(home: Path) -> None:
         store.close()
 
 
-def time_once(argv: list[str], env: dict[str, str]) -> float:
-    """Wall time of one run in ms; a failing run stops the benchmark."""
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def time_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU time of one run in ms; a failing run stops the benchmark."""
+    cpu = _children_cpu_s()
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
-    elapsed = (time.perf_counter() - start) * 1000
+    wall = (time.perf_counter() - start) * 1000
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr}")
-    return elapsed
+    return wall, (_children_cpu_s() - cpu) * 1000
 
 
 def main() -> None:
@@ -95,20 +104,27 @@ def main() -> None:
         env.pop("GATEKEEPER_DB_URL", None)
         for argv in cases.values():
             time_once(argv, env)
-        times: dict[str, list[float]] = {name: [] for name in cases}
+        walls: dict[str, list[float]] = {name: [] for name in cases}
+        cpus: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.runs):
             for name, argv in cases.items():
-                times[name].append(time_once(argv, env))
+                wall, cpu = time_once(argv, env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
 
-    medians = {name: statistics.median(runs) for name, runs in times.items()}
-    bare = medians["python -c pass"]
-    print(f"median of {args.runs} runs each, {sys.executable}, load average "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    wall_ms = {name: statistics.median(runs) for name, runs in walls.items()}
+    cpu_ms = {name: statistics.median(runs) for name, runs in cpus.items()}
+    bare_wall, bare_cpu = wall_ms["python -c pass"], cpu_ms["python -c pass"]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"medians of {args.runs} runs each; {sys.executable}; load average {load}")
     print()
-    print("| command | median ms | x bare python |")
-    print("| --- | ---: | ---: |")
-    for name, ms in medians.items():
-        print(f"| `{name}` | {ms:.0f} | {ms / bare:.1f} |")
+    print("| command | wall ms | x bare | CPU ms | x bare |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in cases:
+        wall, cpu = wall_ms[name], cpu_ms[name]
+        print(
+            f"| `{name}` | {wall:.0f} | {wall / bare_wall:.1f} | {cpu:.0f} | {cpu / bare_cpu:.1f} |"
+        )
 
 
 if __name__ == "__main__":

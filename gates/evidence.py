@@ -1,18 +1,21 @@
-"""Evidence since a breach began: re-judges an error-ratio warning on all the counts since then.
+"""Evidence since a breach began: an error-ratio warning re-judged on all the counts since.
 
 A fixed window never accumulates evidence: 1,200 requests in 2m cannot tell 6% from 5% at
 95%, however long the breach lasts. Here the counts of equal slices ending at the
-evaluation instant find where the current breach began, and the counts since then are
+evaluation instant place the start of the current breach, and the counts since then are
 judged with the same one-sided Wilson bound as the window.
 
 The onset is where the walk of excess errors (5xx minus threshold x requests, summed back
-from now) peaks: the longest run whose ratio still breaches would reach back into healthy
-time until its excess is used up, leaving a ratio just over the threshold that never
-becomes significant. A healthy stretch has negative excess, so the onset moves past it (it
-resets the breach); a slice without traffic adds nothing, so a gap neither breaks nor
-proves a breach. The evidence is used only when the onset lies before the gate's window:
-the window stays the shortest span ever judged, so a burst inside it is not re-tested on
-its own.
+from now) peaks, Page's CUSUM change point. The longest run whose ratio still breaches
+would reach back into healthy time until its excess is used up, leaving a ratio just over
+the threshold that never becomes significant. A healthy stretch has negative excess, so
+the onset moves past it (it resets the breach); a slice without traffic adds nothing, so
+a gap neither breaks nor proves a breach.
+
+An onset inside the gate's window counts only when the window before it is significantly
+healthy: a change the window itself shows. Without that, the best of the many short runs
+a window holds is mostly noise (a 4% candidate at 10 requests/s would be aborted several
+times an hour, see bench/abort_delay.py).
 """
 
 from __future__ import annotations
@@ -138,8 +141,8 @@ def judge_accumulated(
     """A window warning re-judged on the evidence since the breach began.
 
     It fails when that evidence is significant at the gate's confidence and still warns
-    otherwise; any other verdict, or a breach that began inside the window, stands as is.
-    The value, window and request count stay the window's; the reason names both spans.
+    otherwise; any other verdict stands as is. The value, window and request count stay
+    the window's; the reason names both spans.
     """
     if result.verdict is not Verdict.WARN or not gate.confidence:
         return result

@@ -20,8 +20,10 @@ from .root import (
     EXIT_ROLLED_BACK,
     app,
 )
+from .step_cmd import step_app
 
 app.add_typer(gates_app, name="gates")
+app.add_typer(step_app, name="step")
 
 __all__ = [
     "EXIT_ERROR",

@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
+from gatekeeper.domain.exits import for_phase
 from gatekeeper.domain.plan import Plan, WaitForApproval
 from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec, parse_release
 from gatekeeper.store.base import Approval, Event, Store
@@ -23,6 +24,9 @@ from gates.spec import GateSet, default_gates, load_gate_set, parse_gate_set
 from strategies.registry import plan_for
 
 from .executor import Clock, Listener, LocalExecutor, Outcome, new_record
+
+if TYPE_CHECKING:
+    from gatekeeper.targets.local.target import LocalProcessTarget
 
 
 def data_home() -> Path:
@@ -84,14 +88,12 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
         )
     _check_approvers(plan, options.approve)
     state_dir = _state_dir(spec, options)
-    provider, sync, close_provider = _provider(spec, options, state_dir)
+    provider, sync, close_provider = provider_for(spec, options, state_dir)
     try:
-        evaluator = GateEvaluator(  # refuses windows under 2 scrapes of the app's job
-            gate_set, provider, subject=Subject(spec.app, spec.stable.version, _namespace(spec))
-        )
+        evaluator = evaluator_for(spec, gate_set, provider)
         store = open_store(options.db_url)
         try:
-            record = _submit_or_resume(store, spec, plan)
+            record = submit_or_resume(store, spec, plan)
             if record.phase.final:
                 return Outcome(spec.release_id, record.phase, record.reason)
             _pre_approve(store, spec, plan, options.approve)
@@ -112,18 +114,10 @@ def _execute(
     sync: Callable[[list[str]], None],
     options: RunOptions,
 ) -> Outcome:
-    from gatekeeper.targets.local.target import LocalProcessTarget
-
-    assert isinstance(spec.target, LocalTarget)
-    target = LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+    target = local_target(spec, state_dir)
     try:
-        release = Release(
-            candidate=Subject(spec.app, spec.version, _namespace(spec)),
-            baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
-            started=record.created_at,
-        )
         clock = options.clock
-        live = LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
+        live = live_gates(spec, evaluator, record.created_at, clock)
         executor = LocalExecutor(
             spec=spec,
             plan=plan,
@@ -143,6 +137,37 @@ def _execute(
         target.close()
 
 
+def local_target(spec: ReleaseSpec, state_dir: Path) -> LocalProcessTarget:
+    """The one place the local target is built from a spec."""
+    from gatekeeper.targets.local.target import LocalProcessTarget
+
+    if not isinstance(spec.target, LocalTarget):
+        raise InvalidInput(
+            f"target.type {spec.target.type!r}: only the local target runs here; "
+            "the kubernetes target is not available yet"
+        )
+    return LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+
+
+def live_gates(
+    spec: ReleaseSpec, evaluator: GateEvaluator, started: datetime, clock: Clock | None
+) -> LiveGates:
+    """The gates of one release, judged as of the clock's now."""
+    release = Release(
+        candidate=Subject(spec.app, spec.version, _namespace(spec)),
+        baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
+        started=started,
+    )
+    return LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
+
+
+def evaluator_for(spec: ReleaseSpec, gate_set: GateSet, provider: Provider) -> GateEvaluator:
+    """Refuses windows under two scrapes of the job that scrapes the app."""
+    return GateEvaluator(
+        gate_set, provider, subject=Subject(spec.app, spec.stable.version, _namespace(spec))
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -151,7 +176,7 @@ def _namespace(spec: ReleaseSpec) -> str:
     return getattr(spec.target, "namespace", "default")
 
 
-def _submit_or_resume(store: Store, spec: ReleaseSpec, plan: Plan) -> Any:
+def submit_or_resume(store: Store, spec: ReleaseSpec, plan: Plan) -> Any:
     existing = store.get_release(spec.release_id)
     if existing is not None:
         if existing.phase.final:
@@ -223,7 +248,7 @@ def _check_approvers(plan: Plan, approve: Sequence[tuple[str, str]]) -> None:
             )
 
 
-def _provider(
+def provider_for(
     spec: ReleaseSpec, options: RunOptions, state_dir: Path
 ) -> tuple[Provider, Callable[[list[str]], None], Callable[[], None]]:
     """Prometheus when a URL is given, else the built-in scraper on the target's versions."""
@@ -254,8 +279,4 @@ def _provider(
 
 
 def outcome_exit_code(phase: Phase) -> int:
-    return {
-        Phase.PROMOTED: 0,
-        Phase.ROLLED_BACK: 3,
-        Phase.ABORTED: 4,
-    }.get(phase, 1)
+    return int(for_phase(phase))

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from .base import Store
-from .sql import SqlStore
 
 DB_URL_VAR = "GATEKEEPER_DB_URL"
 HOME_VAR = "GATEKEEPER_HOME"
@@ -31,4 +30,6 @@ def default_url() -> str:
 
 def open_store(url: str | None = None) -> Store:
     """Open (and migrate) the store at ``url``, or at ``default_url()`` when it is None."""
+    from .sql import SqlStore  # SQLAlchemy loads when a store opens, not with the engine
+
     return SqlStore.open(url if url else default_url())

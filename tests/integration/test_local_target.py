@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
@@ -23,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gatekeeper.domain.errors import InvalidInput, StepFailed
 from gatekeeper.targets.base import VersionRun
+from gatekeeper.targets.local.clock import Clock
 from gatekeeper.targets.local.loadgen import LoadGenerator
-from gatekeeper.targets.local.target import LocalProcessTarget, free_port, pid_alive
+from gatekeeper.targets.local.processes import free_port, pid_alive
+from gatekeeper.targets.local.target import LocalProcessTarget
 
 pytestmark = pytest.mark.integration
 
@@ -58,15 +61,22 @@ def pids() -> Pids:
 
 class MakeTarget(Protocol):
     def __call__(
-        self, *, start_timeout: float = ..., file_sd: Path | None = ...
+        self, *, start_timeout: float = ..., file_sd: Path | None = ..., clock: Clock | None = ...
     ) -> LocalProcessTarget: ...
 
 
 @pytest.fixture
 def make_target(tmp_path: Path, pids: Pids) -> Iterator[MakeTarget]:
-    def make(*, start_timeout: float = 20.0, file_sd: Path | None = None) -> LocalProcessTarget:
+    def make(
+        *, start_timeout: float = 20.0, file_sd: Path | None = None, clock: Clock | None = None
+    ) -> LocalProcessTarget:
         return LocalProcessTarget(
-            APP, tmp_path / "target", log=pids, start_timeout=start_timeout, file_sd=file_sd
+            APP,
+            tmp_path / "target",
+            log=pids,
+            start_timeout=start_timeout,
+            file_sd=file_sd,
+            clock=clock,
         )
 
     yield make
@@ -270,6 +280,41 @@ def test_promote_stops_the_old_stable_after_the_delay(make_target: MakeTarget) -
     target.promote(1.0)  # again: nothing to promote, no error
     target.ensure_stable(service("v1"))  # a resumed release: v2 stays stable
     assert target.state().stable_version == "v2"
+
+
+class FakeClock:
+    """Wall-clock time that moves only when told to."""
+
+    def __init__(self, now: datetime) -> None:
+        self.t = now
+
+    def now(self) -> datetime:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+def test_the_delay_before_an_old_stable_stops_is_judged_by_the_injected_clock(
+    make_target: MakeTarget,
+) -> None:
+    t0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    clock = FakeClock(t0)
+    target = started(make_target(clock=clock))
+    path = target.state_dir / "target.json"
+    assert json.loads(path.read_text())["stable"]["started_at"] == t0.timestamp()
+    old_pid = int(details(target)["stable_pid"])
+
+    target.promote(1800)  # half an hour by the clock, none of it waited for
+    assert json.loads(path.read_text())["retiring"][0]["not_before"] == t0.timestamp() + 1800
+    clock.sleep(1799)
+    target.promote(1800)  # a resumed step looks again: not due yet
+    assert pid_alive(old_pid)
+    clock.sleep(1)
+    target.promote(1800)  # due, and the router sends it nothing
+    assert not pid_alive(old_pid)
+    assert json.loads(path.read_text())["retiring"] == []
+    target.close()
 
 
 def test_a_pending_stop_is_finished_by_the_next_instance(make_target: MakeTarget) -> None:

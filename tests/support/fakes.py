@@ -32,6 +32,8 @@ class FakeProvider:
     name: str = "fake"
     calls: int = 0
     up: bool = True  # every /metrics answers
+    # (window, start, end, step) of every counts_range call, in order
+    range_calls: list[tuple[float, datetime, datetime, float]] = field(default_factory=list)
 
     def scrape_interval(self) -> float | None:
         return None
@@ -63,6 +65,7 @@ class FakeProvider:
         step_s: float,
     ) -> dict[Subject, list[tuple[datetime, Counts]]]:
         self.calls += 1
+        self.range_calls.append((window_s, start, end, step_s))
         out: dict[Subject, list[tuple[datetime, Counts]]] = {}
         t = start
         while t <= end + timedelta(microseconds=1):

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.targets.local.commands import fill_command
 from gatekeeper.targets.local.demo_service import Behaviour
 from gatekeeper.targets.local.file_sd import file_sd_groups, write_file_sd
 from gatekeeper.targets.local.loadgen import LoadGenerator, LoadStats
+from gatekeeper.targets.local.processes import pid_alive
 from gatekeeper.targets.local.router import (
     CANDIDATE,
     STABLE,
@@ -21,14 +23,12 @@ from gatekeeper.targets.local.router import (
     RoutingError,
     SmoothWeightedRoundRobin,
 )
-from gatekeeper.targets.local.target import (
+from gatekeeper.targets.local.state import (
     LocalState,
     ProcessRecord,
     Retiring,
     RouterRecord,
-    fill_command,
     load_state,
-    pid_alive,
     save_state,
 )
 

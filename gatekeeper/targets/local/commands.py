@@ -59,4 +59,3 @@ def check_version(version: str) -> None:
     """A version the target can run (it names log files and fills ``{version}``)."""
     if not _VERSION.match(version):
         raise InvalidInput(f"version {version!r} does not match {VERSION}")
-

@@ -18,7 +18,7 @@ from .router import write_json_atomic
 
 HOST = "127.0.0.1"  # every version and the router listen on loopback only
 STATE_FILE = "target.json"
-STATE_FORMAT = 1
+STATE_FORMAT: Literal[1] = 1
 _FROM_FILE = "state file"  # validation context: the data was read from a file
 
 Pid = Annotated[int, Field(gt=0)]

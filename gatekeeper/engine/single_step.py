@@ -1,0 +1,197 @@
+"""`gatekeeper step run RELEASE STEP`: exactly one plan step, as an Argo pod runs it.
+
+The same step code as the local executor, against the release in the store:
+
+* Idempotent: a step before the release's next step is done already (a no-op, exit
+  0); each step reads the actual state before acting, so a run after a crash mid-step
+  finishes it without repeating a shift.
+* In order: a step after the next one is refused (exit 2) and nothing is touched.
+* ``rollback`` as the step runs the plan's rollback steps (what an Argo exit handler
+  runs): traffic back to stable, and the release ends rolled back (or aborted, when
+  it was stopped). Once ended, a rollback again is a no-op.
+* When a gate fails (3), a person aborted it (4) or the step cannot reach its goal
+  (5), the decision is recorded (phase rolling_back) before the exit; the rollback
+  step then carries it out. A temporary error (75) decides nothing: run it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from gatekeeper.domain.clock import SYSTEM_CLOCK
+from gatekeeper.domain.errors import InvalidInput, StepFailed, TemporaryError
+from gatekeeper.domain.exits import Exit
+from gatekeeper.domain.phases import PhaseConflict
+from gatekeeper.domain.plan import Plan
+from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
+from gatekeeper.store.base import ReleaseRecord, Store
+from gatekeeper.store.factory import open_store
+
+from .executor import ending, start_release
+from .judge import Judge
+from .listener import QuietListener
+from .records import Recorder
+from .runner import (
+    RunOptions,
+    evaluator_for,
+    live_gates,
+    local_target,
+    provider_for,
+    resolve_gates,
+    target_dir,
+)
+from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
+from .steps import StepContext, run_step
+
+ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    code: Exit
+    message: str
+
+
+def run_one_step(release_id: str, step: str, options: RunOptions) -> StepResult:
+    """Run step ``step`` (an index into the plan, or ``rollback``) of a stored release."""
+    store = open_store(options.db_url)
+    try:
+        record = store.get_release(release_id)
+        if record is None:
+            raise InvalidInput(f"release {release_id!r} is not in the store")
+        spec = parse_release(record.spec, source=f"release {release_id}")
+        plan = Plan.model_validate(record.plan)
+        if step == ROLLBACK:
+            return _rollback(store, record, spec, plan, options)
+        index = _index(plan, step, release_id)
+        if index < record.next_step:
+            return StepResult(Exit.DONE, f"{_name(plan, index)} is done already")
+        if record.phase.final or record.phase is Phase.ROLLING_BACK:
+            raise InvalidInput(
+                f"release {release_id} is {record.phase.value} ({record.reason}); "
+                f"step {_name(plan, index)} will not run"
+            )
+        if index > record.next_step:
+            raise InvalidInput(
+                f"release {release_id}: step {_name(plan, index)} comes after "
+                f"{_name(plan, record.next_step)}, which is not done yet"
+            )
+        with _context(store, record, spec, options) as ctx:
+            return _run(store, ctx, spec, plan, index)
+    finally:
+        store.close()
+
+
+def _run(store: Store, ctx: StepContext, spec: ReleaseSpec, plan: Plan, index: int) -> StepResult:
+    step = plan.steps[index]
+    try:
+        ctx.recorder.phase(Phase.RUNNING, f"running {step.name}")
+        start_release(ctx)
+        ctx.recorder.event("step-started", f"{step.name}: {step.describe()}")
+        ctx.judge.check_stop()
+        ctx.judge.guard()
+        run_step(spec, step, ctx)
+        store.complete_step(spec.release_id, index, step.name, "done")
+        ctx.recorder.event("step-completed", step.name)
+        if index == len(plan.steps) - 1:
+            ctx.recorder.phase(Phase.PROMOTED, f"{spec.app} {spec.version} promoted")
+        return StepResult(Exit.DONE, f"{step.name} done")
+    except TemporaryError as e:
+        return StepResult(Exit.TEMPORARY, f"{step.name}: temporary error, run it again: {e}")
+    except (GateFailed, StepFailed, HoldTimedOut, AbortedElsewhere, KeyboardInterrupt) as e:
+        phase, reason = ending(e) or (Phase.ROLLED_BACK, str(e))
+        _decide_rollback(ctx, phase, reason)
+        code = (
+            Exit.ROLLED_BACK
+            if isinstance(e, GateFailed)
+            else Exit.STEP_FAILED
+            if isinstance(e, StepFailed)
+            else Exit.STOPPED
+        )
+        return StepResult(code, reason)
+
+
+def _decide_rollback(ctx: StepContext, phase: Phase, reason: str) -> None:
+    """Record the decision; the rollback step carries it out."""
+    try:
+        ctx.recorder.set_phase(Phase.ROLLING_BACK, reason, stopped=phase is Phase.ABORTED)
+    except PhaseConflict:
+        return  # ended elsewhere first (an abort): the rollback step finds it so
+    ctx.recorder.best_effort(lambda: ctx.recorder.event("rollback", f"rolling back: {reason}"))
+
+
+def _rollback(
+    store: Store, record: ReleaseRecord, spec: ReleaseSpec, plan: Plan, options: RunOptions
+) -> StepResult:
+    if record.phase.final and record.phase is not Phase.ABORTED:
+        return StepResult(Exit.DONE, f"release {record.release_id} is {record.phase.value}")
+    with _context(store, record, spec, options) as ctx:
+        if not record.phase.final and record.phase is not Phase.ROLLING_BACK:
+            _decide_rollback(ctx, Phase.ROLLED_BACK, "rollback requested")
+        now = store.get_release(record.release_id)
+        assert now is not None
+        for step in plan.rollback:
+            run_step(spec, step, ctx)
+        if now.phase.final:  # aborted by a person: it stays so, traffic is now on stable
+            return StepResult(Exit.DONE, f"{record.release_id} {now.phase.value}: {now.reason}")
+        final = Phase.ABORTED if now.stopped else Phase.ROLLED_BACK
+        ctx.recorder.phase(final, now.reason)
+        return StepResult(Exit.DONE, f"{record.release_id} {final.value}: {now.reason}")
+
+
+@contextmanager
+def _context(
+    store: Store, record: ReleaseRecord, spec: ReleaseSpec, options: RunOptions
+) -> Iterator[StepContext]:
+    gate_set = resolve_gates(spec)
+    state_dir = target_dir(spec, options.state_dir)
+    provider, sync, close_provider = provider_for(spec, options, state_dir)
+    try:
+        evaluator = evaluator_for(spec, gate_set, provider)
+        target = local_target(spec, state_dir)
+        try:
+            clock = options.clock
+            gates = live_gates(spec, evaluator, record.created_at, clock)
+            the_clock = clock or SYSTEM_CLOCK
+            listener = options.listener or QuietListener()
+            recorder = Recorder(spec.release_id, store, the_clock, listener)
+            judge = Judge(
+                spec, gates, store, recorder, the_clock, stop_requested=options.stop_requested
+            )
+            yield StepContext(
+                spec=spec,
+                target=target,
+                judge=judge,
+                recorder=recorder,
+                clock=the_clock,
+                on_deployed=sync,
+                metrics_timeout_s=options.metrics_timeout_s,
+            )
+        finally:
+            target.close()
+    finally:
+        close_provider()
+
+
+def _index(plan: Plan, step: str, release_id: str) -> int:
+    names = [s.name for s in plan.steps]
+    if step.isdigit():
+        index = int(step)
+        if index >= len(plan.steps):
+            raise InvalidInput(
+                f"release {release_id}: step index {index} is out of range: the plan has "
+                f"{len(plan.steps)} steps (0..{len(plan.steps) - 1}) and {ROLLBACK!r}"
+            )
+        return index
+    if step in names:
+        return names.index(step)
+    raise InvalidInput(
+        f"release {release_id}: no step {step!r}; give an index 0..{len(plan.steps) - 1}, "
+        f"a step name ({', '.join(names)}) or {ROLLBACK!r}"
+    )
+
+
+def _name(plan: Plan, index: int) -> str:
+    return f"{index} ({plan.steps[index].name})" if index < len(plan.steps) else str(index)

@@ -1,0 +1,28 @@
+"""shift: the candidate's share of traffic; more of it only on a fresh verdict of every gate."""
+
+from __future__ import annotations
+
+from gatekeeper.domain.plan import ShiftTraffic
+from gatekeeper.domain.release import ReleaseSpec
+
+from .context import StepContext
+
+
+def run(release: ReleaseSpec, step: ShiftTraffic, ctx: StepContext) -> None:
+    shift(ctx, step.weight, step.name)
+
+
+def shift(ctx: StepContext, weight: int, step: str, *, judged: bool = False) -> None:
+    """Idempotent: reads the actual weight first. ``judged``: the caller already took the
+    fresh verdict that a traffic increase needs."""
+    state = ctx.target.state()
+    if state.candidate_weight == weight:
+        ctx.recorder.event("shift", f"traffic already at candidate {weight}%")
+        return
+    if weight > state.candidate_weight and not judged:
+        ctx.judge.require_fresh_pass(step)
+    ctx.target.set_weight(weight)
+    if weight > 0:
+        ctx.judge.gates.traffic_started(ctx.clock.now())
+    ctx.recorder.event("shift", f"traffic: candidate {state.candidate_weight}% -> {weight}%")
+    ctx.traffic()

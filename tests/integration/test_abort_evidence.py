@@ -1,0 +1,88 @@
+"""The abort gate accumulates evidence over a breach, against a real Prometheus.
+
+6% 5xx at 10 requests/s is 1,200 requests in the abort gate's 2m window: never enough to
+tell 6% from 5% at 95%. Judged on the counts since the breach began, it fails within
+minutes; judged on the window alone, only the 15m sustained gate would catch it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+
+from gatekeeper.domain.verdicts import Decision, Verdict
+from gates.backtest import backtest
+from gates.evaluate import GateEvaluator, Release
+from gates.prometheus import PrometheusProvider
+from gates.provider import Subject
+from gates.spec import GateSet, default_gates
+from tests.support.history import Traffic, openmetrics, series
+from tests.support.prom import LocalPrometheus as PrometheusServer
+from tests.support.prom import backfill, prometheus
+
+pytestmark = pytest.mark.integration
+
+ONSET_S = 60  # a healthy minute first, so the breach has a start to find
+CANDIDATE = Subject("slow6", "v2")
+
+
+def _traffic(t: float) -> Traffic:
+    return Traffic(rps=10, errors=0.005 if t <= ONSET_S else 0.06, client_errors=0.10)
+
+
+@pytest.fixture(scope="module")
+def six_percent_prometheus(
+    history_start: datetime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    data = tmp_path_factory.mktemp("prom-abort-evidence") / "data"
+    backfill(data, openmetrics([series("slow6", "v2", history_start.timestamp(), 900, _traffic)]))
+    with prometheus(data_dir=data, scrape_interval="15s") as server:
+        yield server
+
+
+def _backtest(server: PrometheusServer, start: datetime, gates: GateSet):
+    provider = PrometheusProvider(server.url)
+    try:
+        return backtest(
+            GateEvaluator(gates, provider),
+            Release(candidate=CANDIDATE, started=start),
+            start + timedelta(minutes=10),
+            timedelta(seconds=15),
+        )
+    finally:
+        provider.close()
+
+
+def test_abort_fails_six_percent_at_10rps_within_4_minutes_of_the_onset(
+    six_percent_prometheus: PrometheusServer, history_start: datetime
+) -> None:
+    result = _backtest(six_percent_prometheus, history_start, default_gates())
+    assert result.decision is Decision.ROLLBACK
+    assert result.decided_at is not None
+    onset = history_start + timedelta(seconds=ONSET_S)
+    assert timedelta(minutes=2) < result.decided_at - onset <= timedelta(minutes=4)
+    first_fail = next(r for r in result.timeline if r.verdict is Verdict.FAIL)
+    assert first_fail.gate == "abort"
+    assert "> 5% over 2m" in first_fail.reason
+    assert "since the breach began" in first_fail.reason
+    assert "significant at 95%" in first_fail.reason
+
+
+def test_the_window_alone_only_warns_on_the_same_history(
+    six_percent_prometheus: PrometheusServer, history_start: datetime
+) -> None:
+    gates = default_gates()
+    window_only = GateSet(
+        profile=gates.profile,
+        gates=tuple(
+            g.model_copy(update={"evidence_window": 0.0}) if g.name == "abort" else g
+            for g in gates.gates
+        ),
+    )
+    result = _backtest(six_percent_prometheus, history_start, window_only)
+    abort = [r for r in result.timeline if r.gate == "abort"]
+    assert not any(r.verdict is Verdict.FAIL for r in abort)
+    assert any(r.verdict is Verdict.WARN and "not significant" in r.reason for r in abort)
+    assert result.decision is Decision.HOLD
