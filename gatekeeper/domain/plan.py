@@ -91,6 +91,11 @@ class WaitForApproval(_Step):
     def describe(self) -> str:
         return f"wait for approval by {' or '.join(self.roles)}"
 
+    def accepts(self, step: str, role: str) -> bool:
+        """Whether an approval of ``step`` given in ``role`` lets this step go on: the one
+        rule the approval step, `gatekeeper approve` and `run --approve` share."""
+        return step == self.name and role in self.roles
+
 
 class Promote(_Step):
     """Make the candidate the new stable; the old version scales down after a delay."""

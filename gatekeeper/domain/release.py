@@ -109,6 +109,8 @@ class KubernetesTarget(_Strict):
     type: Literal["kubernetes"]
     namespace: str = Field(default="default", pattern=NAME)
     replicas: int = Field(default=3, ge=1, le=1000)
+    # gateway-api: any percent; service-selector: 0 or 100; replica-ratio: steps of 1/replicas
+    router: Literal["gateway-api", "service-selector", "replica-ratio"] = "gateway-api"
 
 
 Target = Annotated[LocalTarget | KubernetesTarget, Field(discriminator="type")]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gatekeeper.domain.errors import InvalidInput
-from gatekeeper.domain.plan import Plan
+from gatekeeper.domain.plan import Plan, WaitForApproval
 from gatekeeper.domain.release import Phase, parse_release
 from gatekeeper.store.base import Approval, Event
 from gatekeeper.store.factory import open_store
@@ -36,8 +36,9 @@ def approve(
                 f"release {release_id}: step {step!r} is not an approval step; "
                 f"approval steps: {', '.join(steps) or 'none'}"
             )
-        roles = getattr(steps[step], "roles", ())
-        if role not in roles:
+        waiting = steps[step]
+        roles = getattr(waiting, "roles", ())
+        if not (isinstance(waiting, WaitForApproval) and waiting.accepts(step, role)):
             raise InvalidInput(
                 f"release {release_id}: {step} needs one of the roles {', '.join(roles)}; "
                 f"{by} approved as {role!r}, which does not count"
@@ -65,9 +66,7 @@ def abort_release(
 ) -> str:
     """Stop a release: all traffic back to stable, phase aborted. A running `gatekeeper run`
     sees the phase within a second and ends with exit code 4."""
-    from gatekeeper.targets.local.target import LocalProcessTarget
-
-    from .runner import target_dir
+    from .runner import local_target, target_dir
 
     store = open_store(db_url)
     try:
@@ -80,7 +79,7 @@ def abort_release(
         if spec.target.type == "local":
             folder = target_dir(spec, state_dir)
             if folder.exists():
-                target = LocalProcessTarget(spec.app, folder)
+                target = local_target(spec, folder)
                 try:
                     if not record.phase.final:
                         target.rollback()

@@ -19,8 +19,9 @@ from gatekeeper.domain.phases import PhaseConflict
 from gatekeeper.domain.plan import Plan
 from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.store.base import ReleaseRecord, Store
-from gatekeeper.targets.base import Target
+from gatekeeper.targets.base import Target, TrafficRouter
 from gatekeeper.targets.base import TargetState as TargetState  # the CLI's view of traffic
+from gatekeeper.targets.routers.local import LocalRouter
 from gates.live import LiveGates
 
 from .judge import Judge
@@ -68,6 +69,7 @@ class LocalExecutor:
         store: Store,
         target: Target,
         gates: LiveGates,
+        router: TrafficRouter | None = None,
         clock: Clock | None = None,
         listener: Listener | None = None,
         hooks: Hooks | None = None,
@@ -80,6 +82,7 @@ class LocalExecutor:
         self.plan = plan
         self.store = store
         self.target = target
+        self.router = router
         self.gates = gates
         self.clock = clock or SystemClock()
         self.listener = listener or QuietListener()
@@ -109,7 +112,8 @@ class LocalExecutor:
         )
         return StepContext(
             spec=self.spec,
-            target=self.target,
+            workloads=self.target,
+            router=self.router or LocalRouter(self.target),
             judge=judge,
             recorder=recorder,
             clock=self.clock,
@@ -189,11 +193,11 @@ class LocalExecutor:
 def start_release(ctx: StepContext) -> None:
     """Before any step (and again on resume): stable runs and is scraped; if the candidate
     already has traffic, the gates know it."""
-    ctx.target.ensure_stable(ctx.stable_run())
+    ctx.workloads.ensure_stable(ctx.stable_run())
     if ctx.on_deployed:
-        ctx.on_deployed(ctx.target.metrics_endpoints())
+        ctx.on_deployed(ctx.workloads.metrics_endpoints())
     ctx.traffic()
-    if ctx.target.state().candidate_weight > 0:
+    if ctx.router.weight() > 0:
         ctx.judge.gates.traffic_started(ctx.clock.now())  # resumed with traffic flowing
 
 

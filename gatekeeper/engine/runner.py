@@ -15,8 +15,10 @@ from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.domain.exits import for_phase
 from gatekeeper.domain.plan import Plan, WaitForApproval
 from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec, parse_release
+from gatekeeper.domain.traffic import check_plan
 from gatekeeper.store.base import Approval, Event, Store
 from gatekeeper.store.factory import open_store
+from gatekeeper.targets.routers.factory import ability_for
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Provider, Subject
@@ -60,7 +62,9 @@ def resolve_gates(spec: ReleaseSpec, base_dir: Path | None = None) -> GateSet:
 
 def validate(spec: ReleaseSpec, base_dir: Path | None = None) -> tuple[Plan, GateSet]:
     """Everything that can be checked before anything starts."""
-    return plan_for(spec), resolve_gates(spec, base_dir)
+    plan = plan_for(spec)
+    check_plan(plan, ability_for(spec))  # a router that cannot carry out a weight refuses it
+    return plan, resolve_gates(spec, base_dir)
 
 
 @dataclass
@@ -212,7 +216,7 @@ def _pre_approve(
         if not isinstance(step, WaitForApproval):
             continue
         for role, name in approve:
-            if role in step.roles and (step.name, name) not in have:
+            if step.accepts(step.name, role) and (step.name, name) not in have:
                 store.add_approval(
                     Approval(
                         release_id=spec.release_id,

@@ -28,6 +28,7 @@ from gatekeeper.domain.plan import Plan
 from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
 from gatekeeper.store.base import ReleaseRecord, Store
 from gatekeeper.store.factory import open_store
+from gatekeeper.targets.routers.factory import router_for
 
 from .executor import ending, start_release
 from .judge import Judge
@@ -162,7 +163,8 @@ def _context(
             )
             yield StepContext(
                 spec=spec,
-                target=target,
+                workloads=target,
+                router=router_for(spec, target),
                 judge=judge,
                 recorder=recorder,
                 clock=the_clock,

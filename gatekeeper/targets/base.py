@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gatekeeper.domain.traffic import RouterAbility
+
 
 @dataclass(frozen=True)
 class TargetState:
@@ -32,7 +34,60 @@ class VersionRun:
     image: str | None = None
 
 
+class Workloads(Protocol):
+    """Where versions run: each at a size, ready or not, stopped when done."""
+
+    name: str
+
+    def state(self) -> TargetState: ...
+
+    def ensure_stable(self, stable: VersionRun) -> None:
+        """Stable runs at full size."""
+
+    def deploy_candidate(self, candidate: VersionRun, scale_percent: int) -> None:
+        """The candidate runs at ``scale_percent`` of stable's size (no traffic change)."""
+
+    def scale_stable(self, percent: int) -> None:
+        """Rolling: stable runs at ``percent`` of its full size."""
+
+    def preview_url(self) -> str:
+        """A URL that reaches the candidate directly, bypassing the traffic split."""
+
+    def promote(self, scale_down_delay_s: float) -> None:
+        """The candidate becomes stable at full size; the old stable stops after the delay."""
+
+    def rollback(self) -> None:
+        """Stable at full size and taking all traffic; the candidate stops."""
+
+    def metrics_endpoints(self, version: str | None = None) -> list[str]:
+        """host:port of every running version's /metrics (of ``version`` only when given)."""
+
+    def close(self) -> None:
+        """Release local resources (not the running versions)."""
+
+
+class TrafficRouter(Protocol):
+    """How traffic is split between stable and the candidate; it says what it can carry out."""
+
+    @property
+    def ability(self) -> RouterAbility: ...
+
+    def weight(self) -> int:
+        """The candidate's share of traffic as the data plane has it now, in percent."""
+
+    def set_weight(self, weight: int) -> None:
+        """``weight`` percent of traffic to the candidate, the rest to stable."""
+
+    def verify_weight(self, weight: int) -> bool:
+        """Whether the data plane carries ``weight`` now (read back, not remembered)."""
+
+    def finalize(self) -> None:
+        """After promotion: all traffic to the new stable, no candidate route left."""
+
+
 class Target(Protocol):
+    """Workloads and their router in one object (the local target is both)."""
+
     name: str
 
     def state(self) -> TargetState: ...

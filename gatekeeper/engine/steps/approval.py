@@ -13,7 +13,7 @@ from .context import StepContext
 
 def counting(step: WaitForApproval, approvals: Iterable[Approval]) -> Approval | None:
     """The approval that lets ``step`` go on: one for this step, by one of its roles."""
-    return next((a for a in approvals if a.step == step.name and a.role in step.roles), None)
+    return next((a for a in approvals if step.accepts(a.step, a.role)), None)
 
 
 def run(release: ReleaseSpec, step: WaitForApproval, ctx: StepContext) -> None:

@@ -10,11 +10,11 @@ from .shift import shift
 
 
 def run(release: ReleaseSpec, step: ScaleBatch, ctx: StepContext) -> None:
-    state = ctx.target.state()
-    if step.percent > state.candidate_weight:
+    state = ctx.workloads.state()
+    if step.percent > ctx.router.weight():
         ctx.judge.require_fresh_pass(step.name)
     if state.candidate_scale_percent < step.percent:
-        ctx.target.deploy_candidate(ctx.candidate_run(), step.percent)
+        ctx.workloads.deploy_candidate(ctx.candidate_run(), step.percent)
     if state.stable_scale_percent != 100 - step.percent:
-        ctx.target.scale_stable(100 - step.percent)
+        ctx.workloads.scale_stable(100 - step.percent)
     shift(ctx, step.percent, step.name, judged=True)

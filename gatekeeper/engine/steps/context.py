@@ -10,7 +10,7 @@ import tenacity
 from gatekeeper.domain.clock import Clock
 from gatekeeper.domain.errors import TemporaryError
 from gatekeeper.domain.release import ReleaseSpec
-from gatekeeper.targets.base import Target, VersionRun
+from gatekeeper.targets.base import TrafficRouter, VersionRun, Workloads
 
 from ..judge import Judge
 from ..records import Recorder
@@ -19,7 +19,8 @@ from ..records import Recorder
 @dataclass
 class StepContext:
     spec: ReleaseSpec
-    target: Target
+    workloads: Workloads
+    router: TrafficRouter
     judge: Judge
     recorder: Recorder
     clock: Clock
@@ -37,7 +38,7 @@ class StepContext:
 
     def traffic(self) -> None:
         """Record where traffic actually goes now."""
-        self.recorder.traffic(self.target.state())
+        self.recorder.traffic(self.workloads.state())
 
     def retrying(self, action: Callable[[], None]) -> None:
         """A target action retried on TemporaryError, with backoff, for up to a minute."""

@@ -11,9 +11,9 @@ from .context import StepContext
 
 
 def run(release: ReleaseSpec, step: DeployCandidate, ctx: StepContext) -> None:
-    ctx.target.deploy_candidate(ctx.candidate_run(), step.scale_percent)
+    ctx.workloads.deploy_candidate(ctx.candidate_run(), step.scale_percent)
     if ctx.on_deployed:
-        ctx.on_deployed(ctx.target.metrics_endpoints())
+        ctx.on_deployed(ctx.workloads.metrics_endpoints())
     await_metrics(release, ctx)
 
 
@@ -29,7 +29,7 @@ def await_metrics(release: ReleaseSpec, ctx: StepContext) -> None:
     candidate = gates.release.candidate
     start = ctx.clock.now()
     while True:
-        endpoints = ctx.target.metrics_endpoints(release.version)
+        endpoints = ctx.workloads.metrics_endpoints(release.version)
         if evaluator.scraped(endpoints, ctx.clock.now()):
             break
         waited = (ctx.clock.now() - start).total_seconds()

@@ -23,6 +23,7 @@ def run(release: ReleaseSpec, step: Promote, ctx: StepContext) -> None:
             "promote", f"{release.stable.version} stays up for {delay} while the gates keep judging"
         )
         ctx.judge.wait(step.scale_down_delay)
-    ctx.target.promote(0.0)
+    ctx.workloads.promote(0.0)
+    ctx.router.finalize()
     ctx.recorder.event("promote", f"{release.version} is now stable")
     ctx.traffic()

@@ -9,5 +9,8 @@ from .context import StepContext
 
 
 def run(release: ReleaseSpec, step: Rollback, ctx: StepContext) -> None:
-    ctx.retrying(ctx.target.rollback)
+    # Traffic first: stable still runs at full size, so the flip alone ends the harm.
+    if ctx.workloads.state().candidate_version is not None:
+        ctx.retrying(lambda: ctx.router.set_weight(0))
+    ctx.retrying(ctx.workloads.rollback)
     ctx.traffic()

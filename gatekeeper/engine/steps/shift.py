@@ -15,14 +15,14 @@ def run(release: ReleaseSpec, step: ShiftTraffic, ctx: StepContext) -> None:
 def shift(ctx: StepContext, weight: int, step: str, *, judged: bool = False) -> None:
     """Idempotent: reads the actual weight first. ``judged``: the caller already took the
     fresh verdict that a traffic increase needs."""
-    state = ctx.target.state()
-    if state.candidate_weight == weight:
+    current = ctx.router.weight()
+    if current == weight:
         ctx.recorder.event("shift", f"traffic already at candidate {weight}%")
         return
-    if weight > state.candidate_weight and not judged:
+    if weight > current and not judged:
         ctx.judge.require_fresh_pass(step)
-    ctx.target.set_weight(weight)
+    ctx.router.set_weight(weight)
     if weight > 0:
         ctx.judge.gates.traffic_started(ctx.clock.now())
-    ctx.recorder.event("shift", f"traffic: candidate {state.candidate_weight}% -> {weight}%")
+    ctx.recorder.event("shift", f"traffic: candidate {current}% -> {weight}%")
     ctx.traffic()

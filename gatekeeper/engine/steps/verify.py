@@ -10,5 +10,5 @@ from .context import StepContext
 
 
 def run(release: ReleaseSpec, step: Verify, ctx: StepContext) -> None:
-    for line in run_smoke_checks(ctx.target.preview_url(), step.checks, sleep=ctx.clock.sleep):
+    for line in run_smoke_checks(ctx.workloads.preview_url(), step.checks, sleep=ctx.clock.sleep):
         ctx.recorder.event("verify", line)
