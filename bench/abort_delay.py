@@ -87,9 +87,7 @@ class Stream:
     errors: array[int]
 
     @classmethod
-    def simulate(
-        cls, seed: int, seconds: int, rps: float, ratio: Callable[[int], float]
-    ) -> Stream:
+    def simulate(cls, seed: int, seconds: int, rps: float, ratio: Callable[[int], float]) -> Stream:
         rng = random.Random(seed)
         tables: dict[float, tuple[Poisson, Poisson]] = {}
         req, err = array("q", [0]), array("q", [0])
@@ -279,38 +277,56 @@ def main() -> int:
     rows = []
     for bad, rps in cells:
         xs, before = got[(bad, rps, True)], got[(bad, rps, False)]
-        rows.append({
-            "errors": bad, "rps": rps, "runs": args.runs,
-            "median_s": _median(xs), "p90_s": _quantile(xs, 0.9),
-            "max_s": None if None in xs else max(x for x in xs if x is not None),
-            "failed": sum(x is not None for x in xs),
-            "window_only_median_s": _median(before),
-            "window_only_failed": sum(x is not None for x in before),
-        })
+        rows.append(
+            {
+                "errors": bad,
+                "rps": rps,
+                "runs": args.runs,
+                "median_s": _median(xs),
+                "p90_s": _quantile(xs, 0.9),
+                "max_s": None if None in xs else max(x for x in xs if x is not None),
+                "failed": sum(x is not None for x in xs),
+                "window_only_median_s": _median(before),
+                "window_only_failed": sum(x is not None for x in before),
+            }
+        )
     noise_rows = [
-        {"candidate": name, "errors": ratio, "rps": rps, "hours": hours,
-         **{f"{k}": v for k, v in tallies[(name, True)].items()},
-         "window_only_aborts": tallies[(name, False)]["aborts"]}
+        {
+            "candidate": name,
+            "errors": ratio,
+            "rps": rps,
+            "hours": hours,
+            **{f"{k}": v for k, v in tallies[(name, True)].items()},
+            "window_only_aborts": tallies[(name, False)]["aborts"],
+        }
         for name, rps, ratio, hours in steady
     ]
     elapsed = time.monotonic() - began
     if args.json:
         print(json.dumps({"detection": rows, "noise": noise_rows, "elapsed_s": elapsed}, indent=2))
         return 0
-    print(f"Onset -> first `fail` of the abort gate, {args.runs} seeded runs per row "
-          f"(none: not failed within {CAP_S // 60}m of the onset).\n")
+    print(
+        f"Onset -> first `fail` of the abort gate, {args.runs} seeded runs per row "
+        f"(none: not failed within {CAP_S // 60}m of the onset).\n"
+    )
     print("| 5xx | req/s | median | p90 | max | failed | window only: median (failed) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['errors']:.0%} | {r['rps']:g} | {_fmt(r['median_s'])} | "
-              f"{_fmt(r['p90_s'])} | {_fmt(r['max_s'])} | {r['failed']}/{r['runs']} | "
-              f"{_fmt(r['window_only_median_s'])} ({r['window_only_failed']}/{r['runs']}) |")
-    print("\n| steady candidate | 5xx | req/s | hours | aborts | fail s | warn s "
-          "| window only: aborts |")
+        print(
+            f"| {r['errors']:.0%} | {r['rps']:g} | {_fmt(r['median_s'])} | "
+            f"{_fmt(r['p90_s'])} | {_fmt(r['max_s'])} | {r['failed']}/{r['runs']} | "
+            f"{_fmt(r['window_only_median_s'])} ({r['window_only_failed']}/{r['runs']}) |"
+        )
+    print(
+        "\n| steady candidate | 5xx | req/s | hours | aborts | fail s | warn s "
+        "| window only: aborts |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in noise_rows:
-        print(f"| {n['candidate']} | {n['errors']:.0%} | {n['rps']:g} | {n['hours']:g} | "
-              f"{n['aborts']} | {n['fail_s']} | {n['warn_s']:,} | {n['window_only_aborts']} |")
+        print(
+            f"| {n['candidate']} | {n['errors']:.0%} | {n['rps']:g} | {n['hours']:g} | "
+            f"{n['aborts']} | {n['fail_s']} | {n['warn_s']:,} | {n['window_only_aborts']} |"
+        )
     print(f"\n({elapsed:.0f}s)", file=sys.stderr)
     return 0
 

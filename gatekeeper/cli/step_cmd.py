@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
-from gatekeeper.domain.exits import Exit
 
 from .text import lit, print_problem, styled
 
@@ -39,6 +38,7 @@ def step_run_cmd(
 ) -> None:
     """Run exactly one step, idempotently. Exit 0 done, 3 gate failed, 4 stopped,
     5 step failed, 75 temporary (retry), 2 invalid, 1 internal error."""
+    from gatekeeper.domain.exits import Exit  # with the release model: pydantic, not for --help
     from gatekeeper.engine.runner import RunOptions
     from gatekeeper.engine.single_step import run_one_step
 
@@ -50,15 +50,13 @@ def step_run_cmd(
     except GatekeeperError as e:
         print_problem(Console(stderr=True), "error", e)
         raise typer.Exit(Exit.ERROR) from e
-    word, color = _SAID.get(result.code, ("error", "red"))
+    said = {
+        Exit.DONE: ("done", "green"),
+        Exit.ROLLED_BACK: ("gate failed", "red"),
+        Exit.STOPPED: ("stopped", "yellow"),
+        Exit.STEP_FAILED: ("step failed", "red"),
+        Exit.TEMPORARY: ("temporary error", "yellow"),
+    }
+    word, color = said.get(result.code, ("error", "red"))
     Console().print(f"{styled(color, word)}: {lit(result.message)}", highlight=False)
     raise typer.Exit(int(result.code))
-
-
-_SAID = {
-    Exit.DONE: ("done", "green"),
-    Exit.ROLLED_BACK: ("gate failed", "red"),
-    Exit.STOPPED: ("stopped", "yellow"),
-    Exit.STEP_FAILED: ("step failed", "red"),
-    Exit.TEMPORARY: ("temporary error", "yellow"),
-}

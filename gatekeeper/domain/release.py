@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .durations import Duration
 from .errors import InvalidInput
+from .gates import GateSet, parse_gate_set
+from .validation import error_text
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
@@ -132,13 +139,27 @@ class ReleaseSpec(_Strict):
     image: str | None = None  # kubernetes target
     stable: StableVersion
     strategy: Strategy
-    gates: Any = None  # a gate set (see the gates reference) or a path; None: the built-in set
+    # A gate set (see the gates reference), its list of gates, or a path to a gates file;
+    # None (or "default"): the built-in set.
+    gates: GateSet | str | None = None
     approvals: tuple[str, ...] = ()  # names of plan steps that need a person's approval first
     expedited: bool = False
     expedited_reason: str | None = None
     target: Target = Field(default_factory=lambda: LocalTarget(type="local"))
     time_scale: float = Field(default=1.0, ge=1.0, le=10_000.0)  # compress every duration
     hold_timeout: Duration = 3600.0  # stop when holding longer than this
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _gate_set(cls, value: Any) -> Any:
+        """A mapping or a list is a gate set, refused as a whole with every bad field named
+        (rather than once per member of the union)."""
+        if isinstance(value, dict | list):
+            try:
+                return parse_gate_set(value, source="gates")
+            except InvalidInput as e:
+                raise ValueError(str(e).replace("\ngates: ", "; ").removeprefix("gates: ")) from e
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ReleaseSpec:
@@ -172,27 +193,8 @@ class ReleaseSpec(_Strict):
         return seconds / self.time_scale
 
 
-def pattern_text(value: Any, pattern: str, words: Mapping[str, str]) -> str:
-    """A value refused by a field's pattern, with what the pattern asks for in words."""
-    wanted = words.get(pattern)
-    if wanted is None:  # a pattern without words still names the value
-        return f"{value!r} does not match {pattern}"
-    return f"{value!r} is not {wanted}"
-
-
 def _error_text(e: ValidationError, source: str) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = re.sub(r"^Value error, ", "", err["msg"])
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        elif err["type"] == "union_tag_invalid":
-            msg = msg.replace("Input tag", "type")
-        elif err["type"] == "string_pattern_mismatch":
-            msg = pattern_text(err["input"], err.get("ctx", {}).get("pattern", ""), PATTERN_WORDS)
-        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
-    return "\n".join(lines)
+    return error_text(e, source, PATTERN_WORDS)
 
 
 def parse_release(data: Any, *, source: str = "release") -> ReleaseSpec:

@@ -22,7 +22,7 @@ from gatekeeper.targets.routers.factory import ability_for
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Provider, Subject
-from gates.spec import GateSet, default_gates, load_gate_set, parse_gate_set
+from gates.spec import GateSet, default_gates, load_gate_set
 from strategies.registry import plan_for
 
 from .executor import Clock, Listener, LocalExecutor, Outcome, new_record
@@ -48,15 +48,15 @@ def load_release_file(path: Path) -> ReleaseSpec:
 def resolve_gates(spec: ReleaseSpec, base_dir: Path | None = None) -> GateSet:
     """The release's gates (a mapping, a list or a file path), compressed by time_scale."""
     raw = spec.gates
-    if raw is None or raw == "default":
+    if isinstance(raw, GateSet):
+        gate_set = raw
+    elif raw is None or raw == "default":
         gate_set = default_gates()
-    elif isinstance(raw, str):
+    else:
         path = Path(raw)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         gate_set = load_gate_set(path)
-    else:
-        gate_set = parse_gate_set(raw, source="gates")
     return gate_set.scaled(spec.time_scale) if spec.time_scale != 1 else gate_set
 
 

@@ -29,9 +29,7 @@ Run = tuple[int, float, float]  # (slices, requests per slice, errors per slice)
 def _slices(*runs: Run, at: datetime = AT) -> list[tuple[datetime, Counts]]:
     """Runs of equal 15s slices, oldest first, the last ending at ``at``."""
     flat = [Counts(req, err) for n, req, err in runs for _ in range(n)]
-    return [
-        (at - timedelta(seconds=SLICE * (len(flat) - 1 - i)), c) for i, c in enumerate(flat)
-    ]
+    return [(at - timedelta(seconds=SLICE * (len(flat) - 1 - i)), c) for i, c in enumerate(flat)]
 
 
 HEALTHY: Run = (1, 150, 0.75)  # 10 req/s at 0.5%
@@ -61,9 +59,7 @@ def test_healthy_time_before_the_breach_is_not_counted_however_long() -> None:
 
 def test_a_healthy_point_before_the_breach_resets_the_onset() -> None:
     burst_of_good_traffic: Run = (1, 900, 0)  # 45 errors fewer than 5% allows
-    ev = since_breach(
-        ABORT, _slices(_n(SIX, 20), burst_of_good_traffic, _n(SIX, 10)), AT, SLICE
-    )
+    ev = since_breach(ABORT, _slices(_n(SIX, 20), burst_of_good_traffic, _n(SIX, 10)), AT, SLICE)
     assert ev is not None
     assert ev.since == AT - timedelta(seconds=10 * SLICE)
     assert ev.counts.requests == 1500
@@ -186,7 +182,8 @@ def test_a_breach_exactly_as_long_as_the_window_adds_nothing() -> None:
         pytest.param(_window_result(1200, 120), ABORT, id="fail"),
         pytest.param(_window_result(50, 10), ABORT, id="inconclusive"),
         pytest.param(
-            _window_result(1200, 72), ABORT.model_copy(update={"confidence": 0.0}),
+            _window_result(1200, 72),
+            ABORT.model_copy(update={"confidence": 0.0}),
             id="confidence-off",
         ),
     ],
@@ -240,7 +237,9 @@ def test_evidence_window_is_off_unless_set() -> None:
             id="sustained-gate",
         ),
         pytest.param(
-            {"evidence_window": "-1m"}, "gates.0.evidence_window", id="negative",
+            {"evidence_window": "-1m"},
+            "gates.0.evidence_window",
+            id="negative",
         ),
     ],
 )
@@ -301,8 +300,7 @@ def test_the_evaluator_fails_6pct_at_10rps_within_4_minutes_and_not_before_2() -
     provider = FakeProvider(step_change(T0, ONSET, 10, 0.005, 0.06))
     ev = _abort(provider)
     first_fail = next(
-        s for s in range(0, 600, 5)
-        if _judge(ev, timedelta(seconds=s)).verdict is Verdict.FAIL
+        s for s in range(0, 600, 5) if _judge(ev, timedelta(seconds=s)).verdict is Verdict.FAIL
     )
     assert 120 < first_fail <= 240
 
@@ -311,9 +309,10 @@ def test_slices_are_one_range_query_anchored_at_the_instant() -> None:
     provider = FakeProvider(step_change(T0, ONSET, 10, 0.005, 0.06))
     at = ONSET + timedelta(minutes=4, milliseconds=250)
     [r] = _abort(provider).evaluate(Release(candidate=CANDIDATE, started=T0), at)
+    assert r.verdict is Verdict.FAIL
     assert provider.calls == 2  # the window, then the slices
+    # 5m0.25s since the release began: 21 slices of 15s back from the instant reach it
     assert provider.range_calls == [(15.0, at - timedelta(seconds=15 * 20), at, 15.0)]
-    # 5m15s since the release began: 21 slices, the first ending 15s after the start
 
 
 def test_slices_hold_two_scrapes_and_never_more_than_11000_points() -> None:

@@ -299,3 +299,28 @@ def test_specs_are_frozen() -> None:
     gate = GateSpec(name="a", metric=Metric.ERROR_RATIO, threshold=0.1)
     with pytest.raises(ValueError):
         gate.threshold = 0.2
+
+
+def test_a_release_spec_carries_its_gates_typed() -> None:
+    from gatekeeper.domain.release import parse_release
+
+    data = {
+        "app": "shop", "version": "v2", "command": "svc {port}",
+        "stable": {"version": "v1", "command": "svc {port}"},
+        "strategy": {"type": "canary"},
+        "gates": [{"name": "abort", "metric": "error_ratio", "threshold": 0.05}],
+    }
+    spec = parse_release(data)
+    assert isinstance(spec.gates, GateSet)
+    assert spec.gates.gates[0].threshold == 0.05
+    bad = {**data, "gates": [{"name": "abort", "metric": "error_ratio"}]}
+    with pytest.raises(InvalidInput) as refused:
+        parse_release(bad, source="r.yaml")
+    assert str(refused.value) == "r.yaml: gates: gates.0: gate 'abort': a threshold gate needs threshold"
+
+
+def test_the_domain_knows_every_metric_profile() -> None:
+    from gates.profiles import PROFILES
+    from gates.spec import PROFILE_NAMES
+
+    assert set(PROFILES) == set(PROFILE_NAMES)

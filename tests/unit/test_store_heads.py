@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import text
 
+from gatekeeper.store import sql as sql_module
 from gatekeeper.store.sql import MIGRATIONS, SqlStore, script_heads
 
 
@@ -30,6 +31,35 @@ def current_heads(store: SqlStore) -> set[str]:
 
 def test_the_heads_read_from_the_scripts_are_alembics() -> None:
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    assert script_heads() == heads
+
+
+def script(revision: str, down: str) -> str:
+    return f'"""A migration."""\n\nrevision: str = {revision}\ndown_revision = {down}\n'
+
+
+FIRST = {"a.py": script('"1"', "None")}
+TWO_HEADS = {**FIRST, "b.py": script('"2a"', '"1"'), "c.py": script('"2b"', '"1"')}
+
+
+@pytest.mark.parametrize(
+    ("scripts", "heads"),
+    [
+        pytest.param({**FIRST, "b.py": script('"2"', '"1"')}, {"2"}, id="linear"),
+        pytest.param(TWO_HEADS, {"2a", "2b"}, id="two-heads"),
+        pytest.param({**TWO_HEADS, "d.py": script('"3"', '("2a", "2b")')}, {"3"}, id="merged"),
+        pytest.param({**FIRST, "__init__.py": "", "notes.txt": "x"}, {"1"}, id="not-scripts"),
+        pytest.param({"a.py": script("make_id()", "None")}, set(), id="not-a-literal"),
+        pytest.param({"a.py": script('"1"', "None") + "depends_on = 'x'\n"}, set(), id="depends"),
+        pytest.param({"a.py": "revision = (\n"}, set(), id="syntax-error"),
+    ],
+)
+def test_the_heads_are_read_from_plain_literals_and_left_to_alembic_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripts: dict[str, str], heads: set[str]
+) -> None:
+    for name, body in scripts.items():
+        (tmp_path / name).write_text(body)
+    monkeypatch.setattr(sql_module, "VERSIONS", tmp_path)
     assert script_heads() == heads
 
 
