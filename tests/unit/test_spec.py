@@ -316,7 +316,9 @@ def test_a_release_spec_carries_its_gates_typed() -> None:
     bad = {**data, "gates": [{"name": "abort", "metric": "error_ratio"}]}
     with pytest.raises(InvalidInput) as refused:
         parse_release(bad, source="r.yaml")
-    assert str(refused.value) == "r.yaml: gates: gates.0: gate 'abort': a threshold gate needs threshold"
+    assert str(refused.value) == (
+        "r.yaml: gates: gates.0: gate 'abort': a threshold gate needs threshold"
+    )
 
 
 def test_the_domain_knows_every_metric_profile() -> None:
