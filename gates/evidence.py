@@ -30,7 +30,7 @@ from gatekeeper.domain.verdicts import GateResult, Verdict
 
 from .provider import Counts
 from .spec import Comparison, GateSpec
-from .verdict import error_ratio, fmt_pct, fmt_requests, wilson_bound
+from .verdict import Sequential, error_ratio, fmt_pct, fmt_requests, sequential_bound, wilson_bound
 
 # Time comparisons on a millisecond grid: a float second is not exact.
 _EPS = timedelta(microseconds=500)
@@ -44,7 +44,7 @@ class Evidence:
     span_s: float  # from ``since`` to the evaluation instant
     counts: Counts
     ratio: float
-    bound: float  # one-sided Wilson bound at the gate's confidence
+    bound: Sequential  # the one-sided Wilson bound at the sequential boundary
     significant: bool
 
 
@@ -98,11 +98,11 @@ def since_breach(
     since = ordered[best][0] - slice_len
     counts = _total(c for _, c in ordered[best:])
     ratio = error_ratio(counts)
-    bound = wilson_bound(counts.errors, counts.requests, gate.confidence, upper=_upper(gate))
+    bound = sequential_bound(counts.errors, counts.requests, gate.confidence, upper=_upper(gate))
     significant = (
         counts.requests >= gate.min_requests
         and gate.comparison.breaches(ratio, gate.threshold)
-        and gate.comparison.breaches(bound, gate.threshold)
+        and gate.comparison.breaches(bound.bound, gate.threshold)
     )
     return Evidence(since, (at - since).total_seconds(), counts, ratio, bound, significant)
 
@@ -151,7 +151,6 @@ def judge_accumulated(
         f"{fmt_pct(ev.ratio)} over the {human_duration(ev.span_s)} since the breach began "
         f"({fmt_requests(ev.counts.requests)})"
     )
-    side = "upper" if _upper(gate) else "lower"
     if ev.significant:
         head = result.reason.partition("; not significant")[0]
         return replace(
@@ -159,7 +158,7 @@ def judge_accumulated(
             verdict=Verdict.FAIL,
             reason=(
                 f"{head}; {accumulated}, significant at {fmt_pct(gate.confidence)} "
-                f"({side} bound {fmt_pct(ev.bound)})"
+                f"({ev.bound.text})"
             ),
         )
     window_s = result.window_s if result.window_s is not None else gate.window
@@ -168,7 +167,6 @@ def judge_accumulated(
     return replace(
         result,
         reason=(
-            f"{result.reason}; {accumulated}, not significant either "
-            f"({side} bound {fmt_pct(ev.bound)})"
+            f"{result.reason}; {accumulated}, not significant either ({ev.bound.text})"
         ),
     )

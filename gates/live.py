@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 
+from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
 from gatekeeper.domain.verdicts import Decision, GateResult, blocking, decide
 
 from .evaluate import GateEvaluator, Release
 from .spec import GateSpec
 from .tracker import InconclusiveTracker
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class LiveGates:
@@ -27,7 +24,7 @@ class LiveGates:
         evaluator: GateEvaluator,
         release: Release,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.evaluator = evaluator
         self.release = release
@@ -50,7 +47,7 @@ class LiveGates:
         self, gates: Sequence[GateSpec] | None = None, *, force: bool = False
     ) -> list[GateResult]:
         """Evaluate the due gates (all of ``gates`` when forced); returns the fresh results."""
-        at = self.clock()
+        at = self.clock.now()
         chosen = list(gates if gates is not None else self.evaluator.gate_set.gates)
         todo = chosen if force else self.due(chosen, at)
         if not todo:

@@ -37,15 +37,16 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from urllib.parse import urlsplit
 
 import httpx
 
+from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
 from gatekeeper.domain.errors import InvalidInput, ProviderError
 
 from .profiles import PROFILES, Profile, is_error_code
@@ -61,10 +62,6 @@ MAX_SCRAPE_WORKERS = 8
 
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]  # (target URL, sorted labels)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def profile_metrics(profiles: Iterable[Profile] | None = None) -> frozenset[str]:
@@ -236,7 +233,7 @@ class ScraperProvider:
         retention_s: float = 3600.0,
         timeout_s: float | None = None,
         metrics: Iterable[str] | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = SYSTEM_CLOCK,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not interval_s > 0:
@@ -326,7 +323,7 @@ class ScraperProvider:
         """Fetch one target and store its samples; returns (error, stamp)."""
         samples, error = self._fetch(url)
         with self._lock:
-            ts = (now if now is not None else self._clock()).timestamp()
+            ts = (now if now is not None else self._clock.now()).timestamp()
             state = self._targets.get(url)
             if state is None:
                 return error, ts  # removed while it was being scraped

@@ -43,7 +43,7 @@ def plan_cmd(
 ) -> None:
     """Print the plan a release spec turns into."""
     from gatekeeper.engine.control import plan_json, plan_rows
-    from gatekeeper.engine.runner import load_release_file, validate
+    from gatekeeper.engine.specs import load_release_file, validate
 
     try:
         spec = load_release_file(release)

@@ -2,69 +2,40 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from gatekeeper.domain.clock import SYSTEM_CLOCK
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.domain.exits import for_phase
 from gatekeeper.domain.plan import Plan, WaitForApproval
-from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec, parse_release
-from gatekeeper.domain.traffic import check_plan
+from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec
 from gatekeeper.store.base import Approval, Event, Store
 from gatekeeper.store.factory import open_store
-from gatekeeper.targets.routers.factory import ability_for
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Provider, Subject
-from gates.spec import GateSet, default_gates, load_gate_set
-from strategies.registry import plan_for
+from gates.spec import GateSet
 
 from .executor import Clock, Listener, LocalExecutor, Outcome, new_record
+from .specs import data_home, load_release_file, resolve_gates, validate
+
+__all__ = [
+    "RunOptions",
+    "data_home",
+    "load_release_file",
+    "outcome_exit_code",
+    "resolve_gates",
+    "run_release",
+    "target_dir",
+    "validate",
+]
 
 if TYPE_CHECKING:
     from gatekeeper.targets.local.target import LocalProcessTarget
-
-
-def data_home() -> Path:
-    return Path(os.environ.get("GATEKEEPER_HOME", Path.home() / ".local/share/gatekeeper"))
-
-
-def load_release_file(path: Path) -> ReleaseSpec:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise InvalidInput(f"release file {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise InvalidInput(f"release file {path}: not valid YAML: {e}") from e
-    return parse_release(data, source=str(path))
-
-
-def resolve_gates(spec: ReleaseSpec, base_dir: Path | None = None) -> GateSet:
-    """The release's gates (a mapping, a list or a file path), compressed by time_scale."""
-    raw = spec.gates
-    if isinstance(raw, GateSet):
-        gate_set = raw
-    elif raw is None or raw == "default":
-        gate_set = default_gates()
-    else:
-        path = Path(raw)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        gate_set = load_gate_set(path)
-    return gate_set.scaled(spec.time_scale) if spec.time_scale != 1 else gate_set
-
-
-def validate(spec: ReleaseSpec, base_dir: Path | None = None) -> tuple[Plan, GateSet]:
-    """Everything that can be checked before anything starts."""
-    plan = plan_for(spec)
-    check_plan(plan, ability_for(spec))  # a router that cannot carry out a weight refuses it
-    return plan, resolve_gates(spec, base_dir)
 
 
 @dataclass
@@ -162,7 +133,7 @@ def live_gates(
         baseline=Subject(spec.app, spec.stable.version, _namespace(spec)),
         started=started,
     )
-    return LiveGates(evaluator, release, clock=clock.now if clock else _utcnow)
+    return LiveGates(evaluator, release, clock=clock or SYSTEM_CLOCK)
 
 
 def evaluator_for(spec: ReleaseSpec, gate_set: GateSet, provider: Provider) -> GateEvaluator:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput, TemporaryError
 from gatekeeper.domain.phases import PhaseConflict
 from gatekeeper.domain.phases import sources as phase_sources
@@ -89,10 +90,6 @@ def _aware(at: datetime, what: str) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidInput(f"{what} {at.isoformat()} has no time zone; pass an aware datetime")
     return at.astimezone(UTC)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -287,8 +284,9 @@ class SqlStore:
     step by the same approver is ignored and the first one stands.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
         self._engine = engine
+        self._clock = clock  # stamps updated_at and the step log
         self._dialect = engine.dialect.name
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(
@@ -296,7 +294,7 @@ class SqlStore:
         )
 
     @classmethod
-    def open(cls, url: str) -> SqlStore:
+    def open(cls, url: str, clock: Clock = SYSTEM_CLOCK) -> SqlStore:
         """Connect to ``url`` (sqlite:///file.db or postgresql+psycopg://...) and migrate."""
         parsed = normalise_url(url)
         engine = _engine(parsed)
@@ -314,7 +312,7 @@ class SqlStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, clock)
 
     @property
     def engine(self) -> Engine:
@@ -425,7 +423,11 @@ class SqlStore:
     ) -> None:
         value = Phase(phase).value
         allowed_from = sorted(p.value for p in phase_sources(Phase(phase), expected))
-        changes: dict[str, object] = {"phase": value, "reason": reason, "updated_at": _now()}
+        changes: dict[str, object] = {
+            "phase": value,
+            "reason": reason,
+            "updated_at": self._clock.now(),
+        }
         if stopped is not None:
             changes["stopped"] = stopped
         try:
@@ -466,7 +468,7 @@ class SqlStore:
         """
         if index < 0:
             raise InvalidInput(f"step index {index}: must be 0 or more")
-        now = _now()
+        now = self._clock.now()
         try:
             with self._tx(write=True) as session:
                 advanced = _changed(
@@ -632,7 +634,7 @@ class SqlStore:
         values = {
             "release_id": release_id,
             "state": _json(state, "target state"),
-            "updated_at": _now(),
+            "updated_at": self._clock.now(),
         }
         if self._dialect == "postgresql":
             pg = pg_insert(TargetStateRow).values(values)

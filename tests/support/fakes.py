@@ -24,6 +24,21 @@ class FakeClock:
         self.t += timedelta(seconds=seconds)
 
 
+class TickingClock:
+    """A clock whose ``now`` is read from a function (a fixed time, a list of ticks)."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def sleep(self, seconds: float) -> None:
+        import time
+
+        time.sleep(seconds)
+
+
 @dataclass
 class FakeProvider:
     """Counts from a traffic function: (subject, window start, window end) -> Counts."""

@@ -87,7 +87,7 @@ class Harness:
             baseline=Subject(self.spec.app, self.spec.stable.version, "default"),
             started=T0,
         )
-        gates = LiveGates(evaluator, release, clock=self.clock.now)
+        gates = LiveGates(evaluator, release, clock=self.clock)
         return LocalExecutor(
             spec=self.spec,
             plan=self.plan,
@@ -420,7 +420,7 @@ def _approving(tmp_path: Path, provider: FakeProvider, approve_after_s: float, l
 def _executor(h: Harness) -> LocalExecutor:
     ex = h.executor()
     ex.clock = h.clock
-    ex.gates.clock = h.clock.now
+    ex.gates.clock = h.clock
     return ex
 
 

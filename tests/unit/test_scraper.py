@@ -19,6 +19,7 @@ from gates.profiles import PROFILES, Profile
 from gates.provider import Buckets, Counts, Provider, Subject
 from gates.scraper import QUERY_REFUSED, ScraperProvider, normalize_target, parse_exposition
 from gates.spec import Comparison, GateSet, GateSpec, Metric
+from tests.support.fakes import TickingClock
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 HTTP = PROFILES["http"]
@@ -85,7 +86,7 @@ class FakeTargets:
             retention_s=retention_s,
             metrics=metrics,
             transport=httpx.MockTransport(self.handler),
-            clock=lambda: T0,
+            clock=TickingClock(lambda: T0),
         )
 
 
@@ -646,7 +647,9 @@ def test_without_now_each_target_is_stamped_by_the_clock_when_stored() -> None:
     fake = FakeTargets()
     ticks = iter([0.0, 0.25, 1.0, 1.25, 2.0, 2.25, 3.0, 3.25])
     provider = ScraperProvider(
-        [POD_A, POD_B], clock=lambda: at(next(ticks)), transport=httpx.MockTransport(fake.handler)
+        [POD_A, POD_B],
+        clock=TickingClock(lambda: at(next(ticks))),
+        transport=httpx.MockTransport(fake.handler),
     )
     for t in range(4):
         fake.frame = {POD_A: [req("shop", "v1", "200", 10 * t)], POD_B: []}
@@ -680,7 +683,7 @@ def test_the_thread_scrapes_with_the_clock_and_stops() -> None:
         return httpx.Response(200, text=exposition([req("shop", "v1", "200", 10.0 * calls)]))
 
     provider = ScraperProvider(
-        [POD_A], interval_s=0.01, clock=clock, transport=httpx.MockTransport(handler)
+        [POD_A], interval_s=0.01, clock=TickingClock(clock), transport=httpx.MockTransport(handler)
     )
     with provider:
         assert scraped_enough.wait(timeout=10)
@@ -718,7 +721,9 @@ def test_scrape_errors_in_the_thread_do_not_kill_it(caplog: pytest.LogCaptureFix
             raise RuntimeError("clock broke")
         return at(calls)
 
-    provider = ScraperProvider([POD_A], interval_s=0.01, clock=clock, transport=_empty())
+    provider = ScraperProvider(
+        [POD_A], interval_s=0.01, clock=TickingClock(clock), transport=_empty()
+    )
     provider.start()
     try:
         assert scraped_enough.wait(timeout=10)

@@ -1,30 +1,10 @@
-"""The local target's clock: wall-clock reads and sleeps, injectable so tests need not wait."""
+"""The local target's clock: the project's one injectable clock, and seconds since the epoch."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Protocol
+from gatekeeper.domain.clock import Clock, SystemClock
 
-
-class Clock(Protocol):
-    """Wall-clock time for the local target (the engine's clock has the same shape)."""
-
-    def now(self) -> datetime:
-        """The current time, timezone-aware."""
-        ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+__all__ = ["Clock", "SystemClock", "epoch"]
 
 
 def epoch(clock: Clock) -> float:
