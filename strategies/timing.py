@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from gatekeeper.domain.durations import format_duration, parse_duration
+from gatekeeper.domain.durations import compressed
 from gatekeeper.domain.plan import Analyze, Plan, Promote, Step
-
-SMALLEST = 0.001  # a positive wait stays at least a millisecond
-
-
-def exact(seconds: float) -> float:
-    """``seconds`` as its written form reads back, so a plan survives JSON unchanged."""
-    if seconds <= 0:
-        return 0.0
-    return parse_duration(format_duration(max(seconds, SMALLEST)))
 
 
 def _scaled(step: Step, factor: float) -> Step:
     if isinstance(step, Analyze):
-        return step.model_copy(update={"duration": exact(step.duration / factor)})
+        return step.model_copy(update={"duration": compressed(step.duration, factor)})
     if isinstance(step, Promote):
-        return step.model_copy(update={"scale_down_delay": exact(step.scale_down_delay / factor)})
+        delay = compressed(step.scale_down_delay, factor)
+        return step.model_copy(update={"scale_down_delay": delay})
     return step
 
 

@@ -55,6 +55,19 @@ def format_duration(seconds: float) -> str:
     return out
 
 
+SMALLEST_SCALED = 0.001  # a positive duration compressed stays at least a millisecond
+
+
+def compressed(seconds: float, factor: float) -> float:
+    """``seconds`` divided by a time scale ``factor``, on whole milliseconds (as written
+    back it reads the same): the one rule for plans, gates and hold timeouts."""
+    if seconds <= 0:
+        return 0.0
+    if factor == 1:
+        return seconds
+    return parse_duration(format_duration(max(seconds / factor, SMALLEST_SCALED)))
+
+
 def human_duration(seconds: float) -> str:
     """For people: "2m", "1m30s", "6.6s", "450ms" (rounded where exactness does not matter)."""
     if 0 < seconds < 1:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .durations import Duration, format_duration
+from .durations import Duration, compressed, format_duration
 from .errors import InvalidInput
 from .templates import check_template
 from .validation import error_text
@@ -188,13 +188,15 @@ class GateSpec(_Strict):
     def scaled(self, factor: float) -> GateSpec:
         """The same gate with every duration divided by ``factor`` (time compression)."""
         changes: dict[str, Any] = {
-            f: getattr(self, f) / factor
+            f: compressed(getattr(self, f), factor)
             for f in ("window", "sustained_for", "inconclusive_deadline", "evidence_window")
         }
         # Compressed time does not make Prometheus answer faster: intervals stop at 250ms.
-        changes["interval"] = max(self.interval / factor, min(self.interval, MIN_SCALED_INTERVAL))
+        changes["interval"] = max(
+            compressed(self.interval, factor), min(self.interval, MIN_SCALED_INTERVAL)
+        )
         if self.confirm_window is not None:
-            changes["confirm_window"] = self.confirm_window / factor
+            changes["confirm_window"] = compressed(self.confirm_window, factor)
         return self.model_copy(update=changes)
 
 

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import Duration
+from .durations import Duration, compressed
 from .errors import InvalidInput
 from .gates import GateSet, parse_gate_set
 from .validation import error_text
@@ -190,7 +190,7 @@ class ReleaseSpec(_Strict):
         return f"{self.app}-{self.environment}-{self.version}"
 
     def scaled(self, seconds: float) -> float:
-        return seconds / self.time_scale
+        return compressed(seconds, self.time_scale)
 
 
 def _error_text(e: ValidationError, source: str) -> str:
