@@ -23,6 +23,7 @@ demo: install  ## install, then run one good and one bad release on this machine
 
 test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed); lint; run every test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	scripts/test-deps
@@ -35,8 +36,9 @@ test-e2e: install-dev  ## the Kubernetes and Argo test bed tests only
 	scripts/test-deps
 	$(BIN)/pytest tests/e2e
 
-lint: install-dev  ## ruff, mypy and the import contracts
+lint: install-dev  ## ruff (lint and format), mypy and the import contracts
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

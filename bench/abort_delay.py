@@ -17,13 +17,20 @@ one at the sustained gate's threshold, 2% at 1 request/s, and one just under the
 threshold, 4% at 10 requests/s, for 100 hours each; "aborts" counts fails more than a
 window (2m) apart: each would have rolled a release back.
 
+Significance: a breach fails only when the one-sided Wilson bound at the sequential
+boundary is past the threshold (gates/verdict.py ``sequential_bound``): the gate's 95%
+from 250 requests on, stricter in fewer requests; the first table shows it.
+
+Seeds: detection runs use seeds ``base .. base + runs - 1``, noise runs ``base + 1000 ..``;
+``--seed-base`` (default 0) draws an independent set.
+
 Cadence: the gate's interval is 250ms, the simulated counts change once a second, and
 every window and slice is cut at whole seconds: the four evaluations in a second read
 the same counts and say the same, so evaluating once a second gives the same verdicts
 and the same first fail, at a quarter of the cost.
 
     .venv/bin/python bench/abort_delay.py [--runs 20] [--healthy-hours 1000]
-        [--near-hours 100] [--jobs N] [--json]
+        [--near-hours 100] [--seed-base 0] [--jobs N] [--json]
 """
 
 from __future__ import annotations
@@ -52,6 +59,12 @@ from gates.evaluate import GateEvaluator, Release  # noqa: E402
 from gates.profiles import Profile  # noqa: E402
 from gates.provider import Buckets, Counts, LabeledValue, Provider, Subject  # noqa: E402
 from gates.spec import GateSet, GateSpec, default_gates  # noqa: E402
+from gates.verdict import (  # noqa: E402
+    SEQUENTIAL_REQUESTS,
+    fmt_pct,
+    sequential_bound,
+    wilson_bound,
+)
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CANDIDATE = Subject("shop", "v2")
@@ -60,6 +73,7 @@ HEALTHY_RATIO = 0.005
 CAP_S = 30 * 60
 BAD_RATIOS = (0.06, 0.08, 0.10, 0.20)
 RATES = (1.0, 10.0, 100.0)
+BOUNDARY_REQUESTS = (100, 108, 120, 150, 200, 250, 1200, 2400)
 
 
 class Poisson:
@@ -220,6 +234,35 @@ def noise(seed: int, rps: float, ratio: float, hours: float, accumulate: bool) -
     return {"aborts": aborts, "fail_s": fails, "warn_s": warns}
 
 
+def boundary() -> list[dict[str, float | int]]:
+    """The abort gate's boundary at some request counts: the confidence asked of one look
+    and the fewest 5xx that fail, against a fixed Wilson bound at the gate's confidence."""
+    gate = abort_gate(True)
+    assert gate.threshold is not None
+
+    def fewest(n: int, sequential: bool) -> int:
+        assert gate.threshold is not None
+        for k in range(math.floor(gate.threshold * n) + 1, n + 1):
+            bound = (
+                sequential_bound(k, n, gate.confidence, upper=False).bound
+                if sequential
+                else wilson_bound(k, n, gate.confidence, upper=False)
+            )
+            if bound > gate.threshold:
+                return k
+        return n + 1
+
+    return [
+        {
+            "requests": n,
+            "level": sequential_bound(0, n, gate.confidence, upper=False).level,
+            "fewest_5xx": fewest(n, True),
+            "fixed_fewest_5xx": fewest(n, False),
+        }
+        for n in BOUNDARY_REQUESTS
+    ]
+
+
 def _fmt(s: float | None) -> str:
     if s is None:
         return "none"
@@ -243,6 +286,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--healthy-hours", type=float, default=1000.0)
     p.add_argument("--near-hours", type=float, default=100.0)
+    p.add_argument("--seed-base", type=int, default=0)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -256,14 +300,15 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         delays = {
             (bad, rps, acc): [
-                pool.submit(first_fail, seed, rps, bad, acc) for seed in range(args.runs)
+                pool.submit(first_fail, args.seed_base + seed, rps, bad, acc)
+                for seed in range(args.runs)
             ]
             for bad, rps in cells
             for acc in (True, False)
         }
         noisy = {
             (name, acc): [
-                pool.submit(noise, 1000 + seed, rps, ratio, hours / args.runs, acc)
+                pool.submit(noise, args.seed_base + 1000 + seed, rps, ratio, hours / args.runs, acc)
                 for seed in range(args.runs)
             ]
             for name, rps, ratio, hours in steady
@@ -301,13 +346,41 @@ def main() -> int:
         }
         for name, rps, ratio, hours in steady
     ]
+    bounds = boundary()
     elapsed = time.monotonic() - began
     if args.json:
-        print(json.dumps({"detection": rows, "noise": noise_rows, "elapsed_s": elapsed}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "boundary": bounds,
+                    "seed_base": args.seed_base,
+                    "detection": rows,
+                    "noise": noise_rows,
+                    "elapsed_s": elapsed,
+                },
+                indent=2,
+            )
+        )
         return 0
+    gate = abort_gate(True)
     print(
-        f"Onset -> first `fail` of the abort gate, {args.runs} seeded runs per row "
-        f"(none: not failed within {CAP_S // 60}m of the onset).\n"
+        f"Boundary: a breach fails when the one-sided Wilson bound is past "
+        f"{fmt_pct(gate.threshold or 0)}, at {fmt_pct(gate.confidence)} from "
+        f"{SEQUENTIAL_REQUESTS} requests on and at z x sqrt({SEQUENTIAL_REQUESTS} / requests) "
+        "below (sequential).\n"
+    )
+    print("| requests | " + " | ".join(f"{b['requests']:,}" for b in bounds) + " |")
+    print("| --- |" + " ---: |" * len(bounds))
+    print("| confidence per look | " + " | ".join(fmt_pct(b["level"]) for b in bounds) + " |")
+    print("| fewest 5xx that fail | " + " | ".join(f"{b['fewest_5xx']}" for b in bounds) + " |")
+    print(
+        f"| at a fixed {fmt_pct(gate.confidence)} | "
+        + " | ".join(f"{b['fixed_fewest_5xx']}" for b in bounds)
+        + " |\n"
+    )
+    print(
+        f"Onset -> first `fail` of the abort gate, {args.runs} seeded runs per row, seeds from "
+        f"{args.seed_base} (none: not failed within {CAP_S // 60}m of the onset).\n"
     )
     print("| 5xx | req/s | median | p90 | max | failed | window only: median (failed) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -34,18 +34,19 @@ def one_run(i: int, scrape_s: float, base: Path, router_port: int, prom_url: str
     state_dir = base / "target"
     db_url = f"sqlite:///{base / 'gk.db'}"
     version = f"bad{i}"
-    spec = parse_release({
-        "app": "shop",
-        "environment": f"bench{int(scrape_s)}",
-        "version": version,
-        "command": service_command(version, "--latency-ms", "5", "--error-rate", "0.10"),
-        "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "5")},
-        "strategy": {"type": "canary", "steps": [25, 100], "analysis": "10m"},
-        "target": {"type": "local", "router_port": router_port, "state_dir": str(state_dir)},
-        "hold_timeout": "10m",
-    })
-    out = run_release(spec, RunOptions(prometheus_url=prom_url, db_url=db_url,
-                                       state_dir=state_dir))
+    spec = parse_release(
+        {
+            "app": "shop",
+            "environment": f"bench{int(scrape_s)}",
+            "version": version,
+            "command": service_command(version, "--latency-ms", "5", "--error-rate", "0.10"),
+            "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "5")},
+            "strategy": {"type": "canary", "steps": [25, 100], "analysis": "10m"},
+            "target": {"type": "local", "router_port": router_port, "state_dir": str(state_dir)},
+            "hold_timeout": "10m",
+        }
+    )
+    out = run_release(spec, RunOptions(prometheus_url=prom_url, db_url=db_url, state_dir=state_dir))
     if out.phase is not Phase.ROLLED_BACK:
         raise SystemExit(f"run {i}: expected a rollback, got {out.phase.value}: {out.reason}")
     store = open_store(db_url)
@@ -70,10 +71,12 @@ def main() -> int:
         base = Path(tempfile.mkdtemp(prefix="gk-bench-detect-"))
         (base / "target").mkdir()
         router_port = free_port()
-        with local_prometheus(scrape_interval=f"{scrape_s:g}s",
-                              file_sd=base / "target" / "file_sd.json") as prom:
-            load = LoadGenerator(f"http://127.0.0.1:{router_port}/", rps=args.rps,
-                                 duration=60 + args.runs * 60)
+        with local_prometheus(
+            scrape_interval=f"{scrape_s:g}s", file_sd=base / "target" / "file_sd.json"
+        ) as prom:
+            load = LoadGenerator(
+                f"http://127.0.0.1:{router_port}/", rps=args.rps, duration=60 + args.runs * 60
+            )
             load.start()
             samples = []
             try:
@@ -85,22 +88,26 @@ def main() -> int:
             finally:
                 load.stop()
                 LocalProcessTarget("shop", base / "target", router_port=router_port).shutdown()
-        rows.append({
-            "scrape_interval_s": scrape_s,
-            "runs": len(samples),
-            "median_s": round(statistics.median(samples), 2),
-            "max_s": round(max(samples), 2),
-            "min_s": round(min(samples), 2),
-            "target_s": 2 * scrape_s + 1,
-            "samples_s": [round(x, 2) for x in samples],
-        })
+        rows.append(
+            {
+                "scrape_interval_s": scrape_s,
+                "runs": len(samples),
+                "median_s": round(statistics.median(samples), 2),
+                "max_s": round(max(samples), 2),
+                "min_s": round(min(samples), 2),
+                "target_s": 2 * scrape_s + 1,
+                "samples_s": [round(x, 2) for x in samples],
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(f"{'scrape':>7} {'runs':>5} {'median':>8} {'max':>7} {'aim (2 scrapes+1s)':>19}")
         for r in rows:
-            print(f"{r['scrape_interval_s']:>6g}s {r['runs']:>5} {r['median_s']:>7}s "
-                  f"{r['max_s']:>6}s {r['target_s']:>18g}s")
+            print(
+                f"{r['scrape_interval_s']:>6g}s {r['runs']:>5} {r['median_s']:>7}s "
+                f"{r['max_s']:>6}s {r['target_s']:>18g}s"
+            )
     return 0
 
 

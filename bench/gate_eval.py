@@ -28,8 +28,23 @@ from gates.prometheus import PrometheusProvider  # noqa: E402
 from gates.provider import Subject  # noqa: E402
 from gates.spec import default_gates  # noqa: E402
 
-BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1.0",
-           "2.5", "5.0", "7.5", "10.0", "+Inf")
+BUCKETS = (
+    "0.005",
+    "0.01",
+    "0.025",
+    "0.05",
+    "0.075",
+    "0.1",
+    "0.25",
+    "0.5",
+    "0.75",
+    "1.0",
+    "2.5",
+    "5.0",
+    "7.5",
+    "10.0",
+    "+Inf",
+)
 T0 = time.time()
 
 
@@ -74,8 +89,13 @@ def serve(apps: int) -> tuple[ThreadingHTTPServer, int]:
     return server, port
 
 
-def measure(evaluator: GateEvaluator, provider: PrometheusProvider, releases: list[Release],
-            ticks: int, batched: bool) -> dict[str, float]:
+def measure(
+    evaluator: GateEvaluator,
+    provider: PrometheusProvider,
+    releases: list[Release],
+    ticks: int,
+    batched: bool,
+) -> dict[str, float]:
     times, calls = [], []
     verdicts = 0
     for _ in range(ticks):
@@ -104,28 +124,38 @@ def main() -> int:
     p.add_argument("--releases", default="1,100,1000")
     p.add_argument("--ticks", type=int, default=5)
     p.add_argument("--warmup", type=float, default=20.0, help="seconds of scraping first")
-    p.add_argument("--unbatched-max", type=int, default=100,
-                   help="largest release count also measured one release at a time")
+    p.add_argument(
+        "--unbatched-max",
+        type=int,
+        default=100,
+        help="largest release count also measured one release at a time",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     counts = [int(x) for x in args.releases.split(",")]
     server, port = serve(max(counts))
     rows = []
     with local_prometheus(scrape_interval="2s", targets={"bench": f"127.0.0.1:{port}"}) as prom:
-        print(f"prometheus {prom.url}; scraping {max(counts)} releases; warming up "
-              f"{args.warmup:g}s", file=sys.stderr)
+        print(
+            f"prometheus {prom.url}; scraping {max(counts)} releases; warming up {args.warmup:g}s",
+            file=sys.stderr,
+        )
         time.sleep(args.warmup)
         provider = PrometheusProvider(prom.url)
         evaluator = GateEvaluator(default_gates(), provider)
         started = datetime.now(UTC) - timedelta(hours=1)
         for n in counts:
-            releases = [Release(candidate=Subject(f"app-{i}", "v2"), started=started)
-                        for i in range(n)]
+            releases = [
+                Release(candidate=Subject(f"app-{i}", "v2"), started=started) for i in range(n)
+            ]
             for batched in (True, False):
                 if not batched and n > args.unbatched_max:
                     continue
-                row = {"releases": n, "mode": "batched" if batched else "per-release",
-                       **measure(evaluator, provider, releases, args.ticks, batched)}
+                row = {
+                    "releases": n,
+                    "mode": "batched" if batched else "per-release",
+                    **measure(evaluator, provider, releases, args.ticks, batched),
+                }
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
         provider.close()
@@ -135,8 +165,10 @@ def main() -> int:
     else:
         print(f"{'releases':>8} {'mode':>12} {'tick ms':>9} {'ms/verdict':>11} {'queries':>8}")
         for r in rows:
-            print(f"{r['releases']:>8} {r['mode']:>12} {r['tick_ms_median']:>9} "
-                  f"{r['ms_per_verdict']:>11} {r['queries_per_tick']:>8}")
+            print(
+                f"{r['releases']:>8} {r['mode']:>12} {r['tick_ms_median']:>9} "
+                f"{r['ms_per_verdict']:>11} {r['queries_per_tick']:>8}"
+            )
     return 0
 
 

@@ -89,9 +89,7 @@ def backtest(
     before = evaluator.queries
     for i in range(1, total + 1):
         at = start + step * i
-        results = [
-            tracker.apply(gates[r.gate], r, start) for r in evaluator.evaluate(release, at)
-        ]
+        results = [tracker.apply(gates[r.gate], r, start) for r in evaluator.evaluate(release, at)]
         timeline.extend(results)
         last = results
         if first_fail is None and any(r.verdict is Verdict.FAIL for r in results):

@@ -188,9 +188,7 @@ class GateEvaluator:
         warning = [r for r in group if results[r.candidate].verdict is Verdict.WARN]
         if not warning:
             return {}
-        lookback = min(
-            gate.evidence_window, max((at - r.started).total_seconds() for r in warning)
-        )
+        lookback = min(gate.evidence_window, max((at - r.started).total_seconds() for r in warning))
         # Each slice is an increase() of its own: it must hold two samples, like a window.
         slice_s = max(gate.window / EVIDENCE_SLICES, 2 * (self._scrape_s or 0.0))
         span = grid(at, max(0.0, lookback - slice_s), slice_s)
@@ -307,9 +305,11 @@ class GateEvaluator:
         assert gate.query is not None
         variables = _variables(s, window, baseline)
         self.queries += 1
-        series = [(labels, value) for labels, value in self.provider.query(
-            render(gate.query, variables), at
-        ) if not math.isnan(value)]
+        series = [
+            (labels, value)
+            for labels, value in self.provider.query(render(gate.query, variables), at)
+            if not math.isnan(value)
+        ]
         requests = math.inf
         weights: dict[tuple[tuple[str, str], ...], float] = {}
         if gate.requests_query is not None:
@@ -339,7 +339,11 @@ class GateEvaluator:
         span = grid(at, max(0.0, window - gate.interval), gate.interval)
         self.queries += 1
         series = self.provider.counts_range(
-            self.profile, [r.candidate, r.baseline], span.step_s, span.start, span.end,
+            self.profile,
+            [r.candidate, r.baseline],
+            span.step_s,
+            span.start,
+            span.end,
             span.step_s,
         )
 
@@ -391,9 +395,7 @@ def _value(gate: GateSpec, fig: Counts | Buckets | None) -> tuple[float, float] 
     return v.quantile_from_buckets(gate.quantile, fig), fig[-1][1]
 
 
-def _breaching_now(
-    gate: GateSpec, points: Sequence[tuple[datetime, Counts]], at: datetime
-) -> bool:
+def _breaching_now(gate: GateSpec, points: Sequence[tuple[datetime, Counts]], at: datetime) -> bool:
     """Whether the point at ``at`` breaches with enough traffic to count."""
     now = [c for t, c in points if t >= at - timedelta(milliseconds=1)]
     if not now or gate.threshold is None:

@@ -3,7 +3,8 @@
 A fixed window never accumulates evidence: 1,200 requests in 2m cannot tell 6% from 5% at
 95%, however long the breach lasts. Here the counts of equal slices ending at the
 evaluation instant place the start of the current breach, and the counts since then are
-judged with the same one-sided Wilson bound as the window.
+judged at the same sequential boundary as the window (gates/verdict.py ``sequential_bound``:
+the Wilson bound at the gate's confidence from 250 requests on, stricter in fewer).
 
 The onset is where the walk of excess errors (5xx minus threshold x requests, summed back
 from now) peaks, Page's CUSUM change point. The longest run whose ratio still breaches
@@ -108,7 +109,11 @@ def since_breach(
 
 
 def _healthy(gate: GateSpec, c: Counts) -> bool:
-    """Whether counts are significantly within the threshold (the bound on the other side)."""
+    """Whether counts are significantly within the threshold (the bound on the other side).
+
+    The plain Wilson bound, not the sequential boundary: this only lets an onset inside the
+    window count, and the evidence after it must still clear the boundary.
+    """
     assert gate.threshold is not None
     if c.requests <= 0:
         return False
@@ -166,7 +171,5 @@ def judge_accumulated(
         return result  # the breach fills the window and no more: nothing to add
     return replace(
         result,
-        reason=(
-            f"{result.reason}; {accumulated}, not significant either ({ev.bound.text})"
-        ),
+        reason=(f"{result.reason}; {accumulated}, not significant either ({ev.bound.text})"),
     )

@@ -443,7 +443,9 @@ class ScraperProvider:
         with self._lock:
             states = {e: self._targets.get(normalize_target(e)) for e in endpoints}
             return {
-                e: s is not None and s.error is None and s.last_ok is not None
+                e: s is not None
+                and s.error is None
+                and s.last_ok is not None
                 and s.last_ok <= cutoff + 1e-3
                 for e, s in states.items()
             }

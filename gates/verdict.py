@@ -86,9 +86,7 @@ def not_started(gate: GateSpec, at: datetime) -> GateResult:
 
 def not_applicable(gate: GateSpec, at: datetime, window_s: float, why: str) -> GateResult:
     """A comparison with nothing to compare against: neither a pass nor a hold."""
-    return _result(
-        gate, Verdict.NOT_APPLICABLE, f"not applicable: {why}", at, window_s=window_s
-    )
+    return _result(gate, Verdict.NOT_APPLICABLE, f"not applicable: {why}", at, window_s=window_s)
 
 
 def provider_error(gate: GateSpec, at: datetime, error: str) -> GateResult:
@@ -214,17 +212,20 @@ def _wilson(errors: float, requests: float, z: float, *, upper: bool) -> float:
     return centre + margin if upper else centre - margin
 
 
-# The sequential boundary. A guard looks at its data every 250 ms, over overlapping
+# The sequential boundary. A guard looks at its data every 250ms, over overlapping
 # windows and many candidate onsets, so a fixed 95% per look is loose where the evidence
 # is small: a healthy 1% candidate at 1 request/s shows 10 5xx in 108 requests (Wilson
-# lower bound 5.6% at 95%) about twice in 51,000 hours. As in a group-sequential design
-# with an O'Brien-Fleming boundary, the z asked of ``n`` requests is the gate's z scaled
-# by sqrt(SEQUENTIAL_REQUESTS / n) below SEQUENTIAL_REQUESTS and the gate's own from
-# there: at 95%, z 2.33 (99%) at 100 requests, 2.24 at 108 (10 in 108 warns), 1.90 at
-# 150, 1.645 from 200 on, so every figure of 200 requests and more (10 requests/s)
-# is judged exactly as before. 200 is about the fewest for which 1 request/s at 10% 5xx
-# still fails within 3 minutes; see bench/abort_delay.py and README.
-SEQUENTIAL_REQUESTS = 200
+# lower bound 5.6% at 95%) about once in 25,000 hours. As in a group-sequential design
+# with an O'Brien-Fleming boundary, ``n`` requests must clear the gate's z scaled by
+# sqrt(SEQUENTIAL_REQUESTS / n), and from SEQUENTIAL_REQUESTS on the gate's own z: at
+# 95%, z 2.60 (99.53%) at 100 requests, 2.50 at 108 (10 or 11 5xx in 108 warn), 2.12 at
+# 150, 1.645 from 250 on. The Wilson bound is the score test inverted, so below 250
+# requests the boundary is a fixed excess: at 5% and 95%, more than 5.67 5xx beyond 5% of
+# the requests (12 in 108, 14 in 150). From 250 requests on (10 requests/s: every window)
+# it is the plain Wilson bound at the gate's confidence. 250 puts the healthy candidate's
+# window rule at about one abort in two million hours and keeps 10% 5xx at 1 request/s
+# failing within 2 minutes (median); see bench/abort_delay.py.
+SEQUENTIAL_REQUESTS = 250
 
 
 @dataclass(frozen=True)
@@ -484,20 +485,28 @@ def judge_sustained(
 
     def warn(text: str) -> GateResult:
         return _result(
-            gate, Verdict.WARN, f"{head}, {text}", at,
-            value=ratio, window_s=window_s, requests=counts.requests,
+            gate,
+            Verdict.WARN,
+            f"{head}, {text}",
+            at,
+            value=ratio,
+            window_s=window_s,
+            requests=counts.requests,
         )
 
     if held_ms < round(gate.sustained_for * 1000):
         return warn(f"held {human_duration(held)} of {human_duration(gate.sustained_for)}")
     confirm_text = human_duration(gate.confirm_s)
     if confirm is None or _too_little(gate, confirm.requests):
-        return warn(f"held {human_duration(held)}; not confirmed over {confirm_text} "
-                    "(too little data)")
+        return warn(
+            f"held {human_duration(held)}; not confirmed over {confirm_text} (too little data)"
+        )
     confirmed = error_ratio(confirm)
     if not gate.comparison.breaches(confirmed, gate.threshold):
-        return warn(f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
-                    "does not confirm")
+        return warn(
+            f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
+            "does not confirm"
+        )
     if gate.confidence:
         upper = gate.comparison in (Comparison.LT, Comparison.LE)
         bound = wilson_bound(confirm.errors, confirm.requests, gate.confidence, upper=upper)

@@ -117,7 +117,13 @@ class Rollback(_Step):
 
 
 Step = Annotated[
-    DeployCandidate | Verify | ShiftTraffic | ScaleBatch | Analyze | WaitForApproval | Promote
+    DeployCandidate
+    | Verify
+    | ShiftTraffic
+    | ScaleBatch
+    | Analyze
+    | WaitForApproval
+    | Promote
     | Rollback,
     Field(discriminator="kind"),
 ]

@@ -96,12 +96,29 @@ def test_cli_prints_the_json_contract(history_prometheus, history_start):
     end = start + timedelta(minutes=5)
     out = subprocess.run(
         [
-            sys.executable, "-m", "gatekeeper.cli", "gates", "backtest",
-            "--prometheus", history_prometheus.url, "--app", "errors6", "--version", "v2",
-            "--start", start.isoformat().replace("+00:00", "Z"),
-            "--end", end.isoformat().replace("+00:00", "Z"), "--step", "30s", "--json",
+            sys.executable,
+            "-m",
+            "gatekeeper.cli",
+            "gates",
+            "backtest",
+            "--prometheus",
+            history_prometheus.url,
+            "--app",
+            "errors6",
+            "--version",
+            "v2",
+            "--start",
+            start.isoformat().replace("+00:00", "Z"),
+            "--end",
+            end.isoformat().replace("+00:00", "Z"),
+            "--step",
+            "30s",
+            "--json",
         ],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     doc = json.loads(out.stdout)
     assert doc["decision"] == "rollback"
@@ -114,11 +131,26 @@ def test_cli_prints_the_json_contract(history_prometheus, history_start):
 def test_cli_rejects_a_bad_time_with_exit_2(history_prometheus):
     out = subprocess.run(
         [
-            sys.executable, "-m", "gatekeeper.cli", "gates", "backtest",
-            "--prometheus", history_prometheus.url, "--app", "a", "--version", "v",
-            "--start", "yesterday", "--end", "now", "--json",
+            sys.executable,
+            "-m",
+            "gatekeeper.cli",
+            "gates",
+            "backtest",
+            "--prometheus",
+            history_prometheus.url,
+            "--app",
+            "a",
+            "--version",
+            "v",
+            "--start",
+            "yesterday",
+            "--end",
+            "now",
+            "--json",
         ],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "--start" in out.stderr and "yesterday" in out.stderr
@@ -129,11 +161,26 @@ def test_cli_exits_1_when_prometheus_does_not_answer(history_start):
 
     out = subprocess.run(
         [
-            sys.executable, "-m", "gatekeeper.cli", "gates", "backtest",
-            "--prometheus", f"http://127.0.0.1:{free_port()}", "--app", "a", "--version", "v",
-            "--start", "now-1h", "--end", "now", "--json",
+            sys.executable,
+            "-m",
+            "gatekeeper.cli",
+            "gates",
+            "backtest",
+            "--prometheus",
+            f"http://127.0.0.1:{free_port()}",
+            "--app",
+            "a",
+            "--version",
+            "v",
+            "--start",
+            "now-1h",
+            "--end",
+            "now",
+            "--json",
         ],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 1
     assert "does not answer" in out.stderr

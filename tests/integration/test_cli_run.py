@@ -28,7 +28,11 @@ def gatekeeper(*args: str, home: Path, timeout: float = 300) -> subprocess.Compl
     env.pop("GATEKEEPER_DB_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "gatekeeper.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -40,8 +44,7 @@ def write_spec(tmp: Path, router_port: int, **overrides: Any) -> Path:
         "command": service_command("v2", "--latency-ms", "5"),
         "stable": {"version": "v1", "command": service_command("v1", "--latency-ms", "5")},
         "strategy": {"type": "canary", "steps": [50, 100], "analysis": "3m"},
-        "target": {"type": "local", "router_port": router_port,
-                   "state_dir": str(tmp / "target")},
+        "target": {"type": "local", "router_port": router_port, "state_dir": str(tmp / "target")},
         "time_scale": 30,
     }
     spec.update(overrides)
@@ -84,7 +87,8 @@ def test_run_rolls_back_with_exit_3_when_the_candidate_cannot_start(
     tmp_path: Path, router_port: int
 ):
     path = write_spec(
-        tmp_path, router_port,
+        tmp_path,
+        router_port,
         command=f"{sys.executable} -c 'import sys; sys.exit(7)' {{port}}",
     )
     out = gatekeeper("run", str(path), "--json", home=tmp_path)
@@ -102,12 +106,25 @@ def test_run_rolls_back_with_exit_3_when_the_candidate_cannot_start(
         ({"approvals": ["nope"]}, "nope"),
         ({"expedited": True}, "expedited_reason"),
         ({"time_scale": 200}, "shorter than two scrape intervals"),
-        ({"target": {"type": "kubernetes"}, "image": "shop:v2",
-          "stable": {"version": "v1", "image": "shop:v1"}}, "not available yet"),
+        (
+            {
+                "target": {"type": "kubernetes"},
+                "image": "shop:v2",
+                "stable": {"version": "v1", "image": "shop:v1"},
+            },
+            "not available yet",
+        ),
     ],
-    ids=["unknown-field", "unknown-strategy", "weights-decrease", "gate-without-threshold",
-         "unknown-approval-step", "expedited-without-reason", "window-under-two-scrapes",
-         "kubernetes-target"],
+    ids=[
+        "unknown-field",
+        "unknown-strategy",
+        "weights-decrease",
+        "gate-without-threshold",
+        "unknown-approval-step",
+        "expedited-without-reason",
+        "window-under-two-scrapes",
+        "kubernetes-target",
+    ],
 )
 def test_invalid_input_exits_2_and_starts_nothing(
     tmp_path: Path, router_port: int, overrides: dict[str, Any], message: str
@@ -150,7 +167,8 @@ def test_a_killed_run_resumes_where_it_stopped_without_repeating_a_shift(
     from gatekeeper.store.sql import SqlStore
 
     path = write_spec(
-        tmp_path, router_port,
+        tmp_path,
+        router_port,
         strategy={"type": "canary", "steps": [25, 50, 100], "analysis": "5m"},
     )
     env = {**os.environ, "GATEKEEPER_HOME": str(tmp_path)}
@@ -159,7 +177,10 @@ def test_a_killed_run_resumes_where_it_stopped_without_repeating_a_shift(
         # Given a release killed (SIGKILL) after its shift to 50%
         first = subprocess.Popen(
             [sys.executable, "-m", "gatekeeper.cli", "run", str(path)],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
         killed_at = None
@@ -211,7 +232,10 @@ def test_approve_refuses_a_role_the_step_does_not_take_and_abort_frees_the_app(
     env = {**os.environ, "GATEKEEPER_HOME": str(tmp_path)}
     running = subprocess.Popen(
         [sys.executable, "-m", "gatekeeper.cli", "run", str(path)],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         import time
@@ -223,13 +247,22 @@ def test_approve_refuses_a_role_the_step_does_not_take_and_abort_frees_the_app(
             if rows and rows[0]["phase"] == "holding":
                 break
             time.sleep(0.5)
-        wrong = gatekeeper("approve", "shop-cli-v2", "approve-shift-50", "--by", "dana",
-                           "--role", "developer", home=tmp_path)
+        wrong = gatekeeper(
+            "approve",
+            "shop-cli-v2",
+            "approve-shift-50",
+            "--by",
+            "dana",
+            "--role",
+            "developer",
+            home=tmp_path,
+        )
         assert wrong.returncode == 2
         assert "does not count" in wrong.stderr
         # ...is stopped by an abort: traffic back to stable, and the run exits 4.
-        stop = gatekeeper("abort", "shop-cli-v2", "--by", "rm", "--reason", "wrong day",
-                          home=tmp_path)
+        stop = gatekeeper(
+            "abort", "shop-cli-v2", "--by", "rm", "--reason", "wrong day", home=tmp_path
+        )
         assert stop.returncode == 0, stop.stderr
         assert running.wait(timeout=60) == 4
     finally:

@@ -72,7 +72,7 @@ def test_histogram_quantile_answers_the_largest_bound_for_a_rank_past_it(
     # Why the gate does not take histogram_quantile's word: 250ms, though 10% of the
     # requests took longer and nothing says how much longer.
     [(_, p95)] = provider.query(
-        'histogram_quantile(0.95, sum by (le) '
+        "histogram_quantile(0.95, sum by (le) "
         '(increase(http_request_duration_seconds_bucket{app="ninety"}[5m])))',
         at,
     )

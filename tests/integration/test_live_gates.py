@@ -27,8 +27,11 @@ SCRAPE_S = 1.0
 @pytest.fixture
 def service() -> Iterator[DemoServer]:
     server = DemoServer(
-        ("127.0.0.1", free_port()), app="shop", version="v2",
-        behaviour=Behaviour(error_rate=0.0, latency_ms=2, latency_jitter_ms=1), seed=7,
+        ("127.0.0.1", free_port()),
+        app="shop",
+        version="v2",
+        behaviour=Behaviour(error_rate=0.0, latency_ms=2, latency_jitter_ms=1),
+        seed=7,
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -43,15 +46,26 @@ def test_flip_to_eight_percent_errors_fails_within_three_scrape_intervals(servic
     such a flip. In a release the candidate's window starts at its first traffic, and the
     shipped gates are what bench/detection.py and the release tests measure."""
     port = service.server_address[1]
-    gate_set = parse_gate_set({
-        "profile": "http",
-        "gates": [{
-            "name": "abort", "metric": "error_ratio", "threshold": 0.05, "window": "2s",
-            "interval": "100ms", "min_requests": 100, "guard": True,
-        }],
-    })
-    with prometheus(targets={"shop": f"127.0.0.1:{port}"}, scrape_interval="1s") as prom, \
-            LoadGenerator(f"http://127.0.0.1:{port}/", rps=200, duration=60):
+    gate_set = parse_gate_set(
+        {
+            "profile": "http",
+            "gates": [
+                {
+                    "name": "abort",
+                    "metric": "error_ratio",
+                    "threshold": 0.05,
+                    "window": "2s",
+                    "interval": "100ms",
+                    "min_requests": 100,
+                    "guard": True,
+                }
+            ],
+        }
+    )
+    with (
+        prometheus(targets={"shop": f"127.0.0.1:{port}"}, scrape_interval="1s") as prom,
+        LoadGenerator(f"http://127.0.0.1:{port}/", rps=200, duration=60),
+    ):
         wait_for_target_up(prom, "shop")
         provider = PrometheusProvider(prom.url)
         evaluator = GateEvaluator(gate_set, provider)  # checks the window against the scrape

@@ -55,8 +55,9 @@ def _counts(provider: PrometheusProvider) -> None:
 
 
 def test_5xx_is_retried_a_bounded_number_of_times(failing: Failing):
-    provider = PrometheusProvider(f"http://127.0.0.1:{failing.server_address[1]}",
-                                  attempts=4, max_backoff_s=0.05)
+    provider = PrometheusProvider(
+        f"http://127.0.0.1:{failing.server_address[1]}", attempts=4, max_backoff_s=0.05
+    )
     with pytest.raises(ProviderUnavailable, match="HTTP Status Code 503"):
         _counts(provider)
     assert failing.hits == 4
@@ -64,16 +65,16 @@ def test_5xx_is_retried_a_bounded_number_of_times(failing: Failing):
 
 def test_a_4xx_is_not_retried(failing: Failing):
     failing.status = 400
-    provider = PrometheusProvider(f"http://127.0.0.1:{failing.server_address[1]}",
-                                  attempts=4, max_backoff_s=0.05)
+    provider = PrometheusProvider(
+        f"http://127.0.0.1:{failing.server_address[1]}", attempts=4, max_backoff_s=0.05
+    )
     with pytest.raises(ProviderError, match="HTTP Status Code 400"):
         _counts(provider)
     assert failing.hits == 1
 
 
 def test_connection_refused_is_retried_then_inconclusive_never_pass():
-    provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}", attempts=3,
-                                  max_backoff_s=0.05)
+    provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}", attempts=3, max_backoff_s=0.05)
     evaluator = GateEvaluator(default_gates(), provider)
     results = evaluator.evaluate(
         Release(Subject("shop", "v2"), started=datetime.now(UTC) - timedelta(hours=1)),

@@ -63,9 +63,7 @@ def _history(t0: float) -> str:
         "# HELP http_requests Requests served.\n# TYPE http_requests counter\n"
         + "\n".join(counters)
         + "\n# HELP http_request_duration_seconds Request duration.\n"
-        "# TYPE http_request_duration_seconds histogram\n"
-        + "\n".join(buckets)
-        + "\n# EOF\n"
+        "# TYPE http_request_duration_seconds histogram\n" + "\n".join(buckets) + "\n# EOF\n"
     )
 
 
@@ -124,7 +122,7 @@ def test_many_subjects_share_one_regex_query(provider: PrometheusProvider, at: d
     [
         pytest.param("we", id="prefix-of-the-value"),
         pytest.param('we"ird\\app', id="value-without-its-newline"),
-        pytest.param("we\"ird\\\\app\n", id="backslash-doubled"),
+        pytest.param('we"ird\\\\app\n', id="backslash-doubled"),
         pytest.param('"} or vector(1) #', id="closes-matcher-and-injects-vector"),
         pytest.param('", app=~".+', id="adds-a-match-anything-matcher"),
         pytest.param("\\", id="lone-backslash"),

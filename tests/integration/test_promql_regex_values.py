@@ -108,9 +108,7 @@ def test_negative_regex_matcher_leaves_out_exactly_the_version(
     provider: PrometheusProvider, at: datetime, version: str
 ) -> None:
     rows = provider.query(render(NOT_VERSION, _variables(version)), at)
-    assert sorted(labels["version"] for labels, _ in rows) == [
-        v for v in VERSIONS if v != version
-    ]
+    assert sorted(labels["version"] for labels, _ in rows) == [v for v in VERSIONS if v != version]
 
 
 def test_custom_gate_with_a_regex_matcher_judges_the_candidate_alone(

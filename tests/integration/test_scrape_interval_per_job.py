@@ -167,9 +167,18 @@ def test_windows_of_two_app_scrapes_pass_though_another_job_scrapes_slower(
     provider: PrometheusProvider,
 ) -> None:
     # 30s is two of the app's 15s scrapes; two of the slow job's 30s would refuse it.
-    gates = parse_gate_set({"gates": [
-        {"name": "abort", "metric": "error_ratio", "threshold": 0.05, "window": "30s"},
-        {"name": "mw", "kind": "mann_whitney", "metric": "error_ratio", "window": "10m",
-         "interval": "30s"},
-    ]})
+    gates = parse_gate_set(
+        {
+            "gates": [
+                {"name": "abort", "metric": "error_ratio", "threshold": 0.05, "window": "30s"},
+                {
+                    "name": "mw",
+                    "kind": "mann_whitney",
+                    "metric": "error_ratio",
+                    "window": "10m",
+                    "interval": "30s",
+                },
+            ]
+        }
+    )
     GateEvaluator(gates, provider, subject=STABLE)

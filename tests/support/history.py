@@ -72,9 +72,7 @@ def openmetrics(parts: Sequence[tuple[list[str], list[str]]]) -> str:
         "# HELP http_requests Requests served.\n# TYPE http_requests counter\n"
         + "\n".join(counter_lines)
         + "\n# HELP http_request_duration_seconds Request duration.\n"
-        "# TYPE http_request_duration_seconds histogram\n"
-        + "\n".join(hist_lines)
-        + "\n# EOF\n"
+        "# TYPE http_request_duration_seconds histogram\n" + "\n".join(hist_lines) + "\n# EOF\n"
     )
 
 

@@ -17,6 +17,7 @@ from gatekeeper.engine.local_prometheus import LocalPrometheus, free_port, local
 
 __all__ = ["LocalPrometheus", "backfill", "free_port", "prometheus", "wait_for_target_up"]
 
+
 def need(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:

@@ -85,7 +85,8 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["30s", "2m", "1h30m", "500ms", "1d", "15m", "1m30s", "1500ms"],
+    "text",
+    ["30s", "2m", "1h30m", "500ms", "1d", "15m", "1m30s", "1500ms"],
 )
 def test_format_parse_round_trip(text: str) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)

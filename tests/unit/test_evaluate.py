@@ -21,7 +21,7 @@ LONG_AGO = AT - timedelta(hours=1)
 
 A = Subject(app="checkout", version="v2")
 B = Subject(app="search", version="v7", namespace="shop")
-C = Subject(app="we\"ird\\app\n", version="v1")
+C = Subject(app='we"ird\\app\n', version="v1")
 STABLE = Subject(app="checkout", version="v1")
 
 HEALTHY = Counts(requests=2000, errors=10)  # 0.5%
@@ -102,7 +102,10 @@ def _check_protocol(p: FakeProvider) -> Provider:
 
 ABORT, SUSTAINED, LATENCY = default_gates().gates
 BASELINE = GateSpec(
-    name="vs-stable", kind=Kind.BASELINE, metric=Metric.ERROR_RATIO, max_increase=0.01,
+    name="vs-stable",
+    kind=Kind.BASELINE,
+    metric=Metric.ERROR_RATIO,
+    max_increase=0.01,
     window=300,
 )
 CUSTOM = GateSpec(
@@ -208,7 +211,11 @@ def test_sustained_reads_a_range_and_ignores_points_before_the_release() -> None
     [r] = _evaluator(p, SUSTAINED).evaluate(Release(candidate=A, started=started), AT)
     call = p.calls[0]
     assert (call.method, call.window_s, call.start, call.at, call.step_s) == (
-        "counts_range", 300, AT - timedelta(minutes=15), AT, 30,
+        "counts_range",
+        300,
+        AT - timedelta(minutes=15),
+        AT,
+        30,
     )
     assert r.verdict is Verdict.WARN
     assert r.reason.endswith("held 9m30s of 15m")
@@ -220,7 +227,9 @@ def test_sustained_confirms_over_one_window_of_confirm_window() -> None:
     [r] = _evaluator(p, gate).evaluate(Release(candidate=A, started=LONG_AGO), AT)
     streak, confirm = p.calls
     assert (streak.method, streak.start, streak.at) == (
-        "counts_range", AT - timedelta(minutes=15), AT,
+        "counts_range",
+        AT - timedelta(minutes=15),
+        AT,
     )
     assert (confirm.method, confirm.window_s, confirm.at) == ("counts", 1800.0, AT)
     assert r.verdict is Verdict.FAIL
@@ -253,8 +262,11 @@ def test_sustained_range_stays_under_the_point_cap_and_ends_at_the_instant(
         pytest.param(None, None, id="unknown-interval-not-checked"),
         pytest.param(15.0, None, id="15s-scrapes-fine"),
         pytest.param(60.0, None, id="exactly-two-scrapes-in-2m-fine"),
-        pytest.param(61.0, "gate 'abort': window 2m is shorter than two scrape intervals "
-                     "(2 x 1m1s)", id="2m-window-under-two-61s-scrapes-refused"),
+        pytest.param(
+            61.0,
+            "gate 'abort': window 2m is shorter than two scrape intervals (2 x 1m1s)",
+            id="2m-window-under-two-61s-scrapes-refused",
+        ),
         pytest.param(180.0, "gate 'abort': window 2m", id="first-short-gate-named"),
     ],
 )
@@ -308,7 +320,9 @@ def test_one_failing_gate_does_not_stop_the_others() -> None:
     p = LatencyDown(counts_by={A: ERRORS6}, range_by={A: HEALTHY})
     [abort, sustained, latency] = _evaluator(p).evaluate(Release(candidate=A, started=LONG_AGO), AT)
     assert (abort.verdict, sustained.verdict, latency.verdict) == (
-        Verdict.FAIL, Verdict.PASS, Verdict.INCONCLUSIVE,
+        Verdict.FAIL,
+        Verdict.PASS,
+        Verdict.INCONCLUSIVE,
     )
 
 
@@ -319,31 +333,41 @@ def test_one_failing_gate_does_not_stop_the_others() -> None:
     ("candidate", "baseline", "verdict", "reason"),
     [
         pytest.param(
-            Counts(1000, 50), Counts(1000, 10), Verdict.FAIL,
+            Counts(1000, 50),
+            Counts(1000, 10),
+            Verdict.FAIL,
             "vs-stable: candidate error ratio 5% is 4 points above baseline 1% "
             "(> 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="candidate-worse-than-allowed-fails",
         ),
         pytest.param(
-            Counts(1000, 1), Counts(1000, 300), Verdict.PASS,
+            Counts(1000, 1),
+            Counts(1000, 300),
+            Verdict.PASS,
             "vs-stable: candidate error ratio 0.1% is 29.9 points below baseline 30% "
             "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="bad-baseline-never-fails-good-candidate",
         ),
         pytest.param(
-            Counts(1000, 1), None, Verdict.NOT_APPLICABLE,
+            Counts(1000, 1),
+            None,
+            Verdict.NOT_APPLICABLE,
             "vs-stable: not applicable: no baseline data over 5m; the absolute gates judge "
             "the candidate",
             id="baseline-without-data-not-applicable",
         ),
         pytest.param(
-            Counts(1000, 1), Counts(0, 0), Verdict.NOT_APPLICABLE,
+            Counts(1000, 1),
+            Counts(0, 0),
+            Verdict.NOT_APPLICABLE,
             "vs-stable: not applicable: baseline has too little traffic (0 requests < 100) "
             "over 5m; the absolute gates judge the candidate",
             id="stable-without-traffic-at-100-percent-not-applicable",
         ),
         pytest.param(
-            Counts(1000, 40), Counts(1000, 30), Verdict.PASS,
+            Counts(1000, 40),
+            Counts(1000, 30),
+            Verdict.PASS,
             "vs-stable: candidate error ratio 4% is 1 points above baseline 3% "
             "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="increase-equal-to-the-limit-passes-without-float-drift",

@@ -131,6 +131,65 @@ def test_one_percent_noise_is_never_significant() -> None:
     assert breached > 0  # noise does breach now and then: the test saw some
 
 
+# At 1 request/s a 15s slice holds 15 requests: the evidence is in the hundreds, where the
+# sequential boundary (gates/verdict.py) asks more than the gate's 95% of one look.
+HEALTHY_1RPS: Run = (1, 15, 0.15)  # 1%
+
+
+@pytest.mark.parametrize(
+    ("errors", "significant"),
+    [
+        pytest.param(13, False, id="13-in-150-not-at-the-sequential-boundary"),
+        pytest.param(14, True, id="14-in-150-significant"),
+    ],
+)
+def test_evidence_in_few_requests_is_judged_at_the_sequential_boundary(
+    errors: int, significant: bool
+) -> None:
+    slices = _slices(_n(HEALTHY_1RPS, 20), (10, 15, errors / 10))
+    ev = since_breach(ABORT, slices, AT, SLICE)
+    assert ev is not None
+    assert (ev.span_s, ev.counts.requests) == (150, 150)
+    assert ev.significant is significant
+    assert ev.bound.level == pytest.approx(0.9831, abs=1e-4)  # z 1.645 x sqrt(250/150)
+
+
+def test_a_warning_on_few_requests_names_the_sequential_boundary() -> None:
+    slices = _slices(_n(HEALTHY_1RPS, 20), (10, 15, 1.3))
+    warning = _window_result(120, 10.4)
+    r = judge_accumulated(ABORT, warning, slices, AT, SLICE)
+    assert r.verdict is Verdict.WARN
+    assert r.reason == (
+        "abort: error ratio 8.67% > 5% over 2m (120 requests); not significant at 95% "
+        "(lower bound 4.28%, sequential boundary 99.12% for 120 requests); 8.67% over the "
+        "2m30s since the breach began (150 requests), not significant either (lower bound "
+        "4.92%, sequential boundary 98.31% for 150 requests)"
+    )
+    r = judge_accumulated(
+        ABORT,
+        _window_result(120, 11.2),
+        _slices(_n(HEALTHY_1RPS, 20), (10, 15, 1.4)),
+        AT,
+        SLICE,
+    )
+    assert r.verdict is Verdict.FAIL
+    assert r.reason.endswith(
+        "; 9.33% over the 2m30s since the breach began (150 requests), significant at 95% "
+        "(lower bound 5.41%, sequential boundary 98.31% for 150 requests)"
+    )
+
+
+def test_a_healthy_candidates_cluster_of_10_in_108_does_not_abort() -> None:
+    """The 1,000-hour bench's one false abort: 10 5xx in 108 requests within 2 minutes of a
+    1% candidate at 1 request/s (Wilson lower bound 5.6% at 95%)."""
+    slices = _slices(_n(HEALTHY_1RPS, 52), (8, 13.5, 1.25))
+    window = _window_result(108, 10)
+    assert window.verdict is Verdict.WARN
+    assert "sequential boundary 99.38% for 108 requests" in window.reason
+    r = judge_accumulated(ABORT, window, slices, AT, SLICE)
+    assert r.verdict is Verdict.WARN
+
+
 def test_a_slice_without_a_number_is_left_out() -> None:
     nan = float("nan")
     slices = _slices(_n(HEALTHY, 8), _n(SIX, 16))

@@ -183,9 +183,7 @@ def _approval_plan(s: ReleaseSpec) -> Plan:
 def test_approval_step_waits_for_the_right_role(make):
     s = spec()
     h = make(plan=_approval_plan(s))
-    h.store.add_approval(
-        Approval(s.release_id, "approve-promote", "dev", "developer", T0)
-    )
+    h.store.add_approval(Approval(s.release_id, "approve-promote", "dev", "developer", T0))
     out = h.executor().run()
     assert out.phase is Phase.ABORTED  # a developer's approval does not count
     h2 = make(plan=_approval_plan(s), environment="prod")
@@ -263,7 +261,9 @@ class ApproveLater(FakeClock):
 def test_a_long_wait_for_approval_before_any_traffic_never_fails_closed(make):
     s = spec(expedited=True, expedited_reason="INC-1", hold_timeout="2h")
     plan = Plan(
-        release=s.release_id, strategy="canary", expedited=True,
+        release=s.release_id,
+        strategy="canary",
+        expedited=True,
         steps=(
             WaitForApproval(name="approve-expedited", roles=("engineering-lead", "cto")),
             DeployCandidate(name="deploy"),
@@ -288,10 +288,12 @@ class FlakyStore:
         attr = getattr(self.inner, name)
         writes = ("record_event", "set_phase", "record_gate_results", "save_target_state")
         if name in writes:
+
             def guarded(*args, **kwargs):
                 if self.broken:
                     raise RuntimeError("database is unreachable")
                 return attr(*args, **kwargs)
+
             return guarded
         return attr
 
@@ -393,8 +395,8 @@ class TurnsBad(FakeProvider):
 
 
 def _plan_with_approval_before(last: str, s: ReleaseSpec) -> Plan:
-    final = Promote(name="promote") if last == "promote" else ShiftTraffic(
-        name="shift-100", weight=100
+    final = (
+        Promote(name="promote") if last == "promote" else ShiftTraffic(name="shift-100", weight=100)
     )
     return Plan(
         release=s.release_id,
@@ -452,9 +454,7 @@ def test_a_step_that_adds_traffic_after_a_wait_takes_a_fresh_verdict(tmp_path: P
     assert out.reason.startswith("sustained: error ratio 4% > 2%"), out.reason
     assert h.target.weights == [50, 0]  # never more traffic than before the wait
     phases = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "phase"]
-    assert any(p.startswith(f"holding: holding before {last}: sustained:") for p in phases), (
-        phases
-    )
+    assert any(p.startswith(f"holding: holding before {last}: sustained:") for p in phases), phases
 
 
 def test_a_healthy_candidate_is_promoted_after_the_wait_with_a_fresh_verdict(tmp_path: Path):

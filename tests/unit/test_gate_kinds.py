@@ -31,8 +31,14 @@ def noisy(ratios: dict[str, float], seed: int = 3):
 
 
 def gates(kind: str, **extra: object) -> GateSet:
-    gate = {"name": "vs-stable", "kind": kind, "metric": "error_ratio", "window": "10m",
-            "interval": "30s", **extra}
+    gate = {
+        "name": "vs-stable",
+        "kind": kind,
+        "metric": "error_ratio",
+        "window": "10m",
+        "interval": "30s",
+        **extra,
+    }
     return parse_gate_set({"gates": [gate]})
 
 
@@ -139,12 +145,14 @@ def _custom_baseline(by_version) -> tuple[Verdict, str, SeriesByVersion]:
 
 def test_custom_baseline_gate_weighs_every_candidate_series_not_the_first():
     """One pod at 40% 5xx and one at 0.1%: the first series alone passed it."""
-    verdict, reason, provider = _custom_baseline({
-        "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
-        "requests-v2": [({"pod": "a"}, 1000.0), ({"pod": "b"}, 1000.0)],
-        "ratio-v1": [({"pod": "c"}, 0.002), ({"pod": "d"}, 0.004)],
-        "requests-v1": [({"pod": "c"}, 1000.0), ({"pod": "d"}, 1000.0)],
-    })
+    verdict, reason, provider = _custom_baseline(
+        {
+            "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
+            "requests-v2": [({"pod": "a"}, 1000.0), ({"pod": "b"}, 1000.0)],
+            "ratio-v1": [({"pod": "c"}, 0.002), ({"pod": "d"}, 0.004)],
+            "requests-v1": [({"pod": "c"}, 1000.0), ({"pod": "d"}, 1000.0)],
+        }
+    )
     assert verdict is Verdict.FAIL, reason
     assert "candidate value 0.2005 is 0.1975 above baseline 0.003" in reason
     assert "(2,000 requests vs 2,000)" in reason
@@ -152,33 +160,39 @@ def test_custom_baseline_gate_weighs_every_candidate_series_not_the_first():
 
 
 def test_custom_baseline_gate_weights_series_by_their_requests():
-    verdict, reason, _ = _custom_baseline({
-        "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
-        "requests-v2": [({"pod": "a"}, 99_900.0), ({"pod": "b"}, 100.0)],
-        "ratio-v1": [({"pod": "c"}, 0.002)],
-        "requests-v1": [({"pod": "c"}, 1000.0)],
-    })
+    verdict, reason, _ = _custom_baseline(
+        {
+            "ratio-v2": [({"pod": "a"}, 0.001), ({"pod": "b"}, 0.40)],
+            "requests-v2": [({"pod": "a"}, 99_900.0), ({"pod": "b"}, 100.0)],
+            "ratio-v1": [({"pod": "c"}, 0.002)],
+            "requests-v1": [({"pod": "c"}, 1000.0)],
+        }
+    )
     assert verdict is Verdict.PASS, reason  # 0.1% on almost every request
 
 
 def test_custom_baseline_gate_applies_min_requests_to_the_baseline():
-    verdict, reason, _ = _custom_baseline({
-        "ratio-v2": [({"pod": "a"}, 0.001)],
-        "requests-v2": [({"pod": "a"}, 1000.0)],
-        "ratio-v1": [({"pod": "c"}, 0.5)],
-        "requests-v1": [({"pod": "c"}, 12.0)],
-    })
+    verdict, reason, _ = _custom_baseline(
+        {
+            "ratio-v2": [({"pod": "a"}, 0.001)],
+            "requests-v2": [({"pod": "a"}, 1000.0)],
+            "ratio-v1": [({"pod": "c"}, 0.5)],
+            "requests-v1": [({"pod": "c"}, 12.0)],
+        }
+    )
     assert verdict is Verdict.NOT_APPLICABLE
     assert "baseline has too little traffic (12 requests < 100)" in reason
 
 
 def test_custom_baseline_gate_applies_min_requests_to_the_candidate():
-    verdict, reason, _ = _custom_baseline({
-        "ratio-v2": [({"pod": "a"}, 0.001)],
-        "requests-v2": [({"pod": "a"}, 40.0)],
-        "ratio-v1": [({"pod": "c"}, 0.001)],
-        "requests-v1": [({"pod": "c"}, 1000.0)],
-    })
+    verdict, reason, _ = _custom_baseline(
+        {
+            "ratio-v2": [({"pod": "a"}, 0.001)],
+            "requests-v2": [({"pod": "a"}, 40.0)],
+            "ratio-v1": [({"pod": "c"}, 0.001)],
+            "requests-v1": [({"pod": "c"}, 1000.0)],
+        }
+    )
     assert verdict is Verdict.INCONCLUSIVE
     assert "too little traffic: 40 requests" in reason
 

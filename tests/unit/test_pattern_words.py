@@ -94,9 +94,7 @@ def _patterns(schema: Any) -> set[str]:
     ("model", "words"),
     [
         # A release's gates are read as a gate set, with the gate set's words.
-        pytest.param(
-            ReleaseSpec, {**PATTERN_WORDS, **domain_gates._PATTERN_WORDS}, id="release"
-        ),
+        pytest.param(ReleaseSpec, {**PATTERN_WORDS, **domain_gates._PATTERN_WORDS}, id="release"),
         pytest.param(GateSet, domain_gates._PATTERN_WORDS, id="gates"),
     ],
 )

@@ -18,8 +18,18 @@ from gates.promql import (
 
 # -- a small scanner for PromQL's double-quoted strings (Go escape rules) ---------------------
 
-_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-           "\\": "\\", '"': '"', "'": "'"}
+_SIMPLE = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
 
 
 class Unparsable(Exception):
@@ -175,30 +185,52 @@ def test_render_leaves_placeholders_in_comments_alone() -> None:
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        pytest.param('x{app="$application"}', r"unknown variable \$application at position 7",
-                     id="unknown-variable"),
+        pytest.param(
+            'x{app="$application"}',
+            r"unknown variable \$application at position 7",
+            id="unknown-variable",
+        ),
         pytest.param('x{app="${nope}"}', r"unknown variable \$nope", id="unknown-braced-variable"),
-        pytest.param("x{app=$app}", r"\$app at position 6 must stand inside a \"double-quoted\"",
-                     id="label-variable-outside-quotes"),
+        pytest.param(
+            "x{app=$app}",
+            r"\$app at position 6 must stand inside a \"double-quoted\"",
+            id="label-variable-outside-quotes",
+        ),
         pytest.param("x{app=${app}}", r"\$app .* must stand inside", id="braced-outside-quotes"),
-        pytest.param("label_replace(x, \"a\", $namespace, \"b\", \"c\")",
-                     r"\$namespace .* must stand inside", id="label-variable-as-argument"),
-        pytest.param("x{app='$app'}", r"\$app .* must stand inside",
-                     id="label-variable-in-single-quotes"),
-        pytest.param("x{app=`$app`}", r"\$app .* must stand inside",
-                     id="label-variable-in-backticks"),
-        pytest.param('x["$window"]', r"\$window at position 3 must stand outside strings",
-                     id="window-in-double-quotes"),
-        pytest.param("x{a='$window'}", r"\$window .* must stand outside strings",
-                     id="window-in-single-quotes"),
-        pytest.param("x{a=`$window`}", r"\$window .* must stand outside strings",
-                     id="window-in-backticks"),
+        pytest.param(
+            'label_replace(x, "a", $namespace, "b", "c")',
+            r"\$namespace .* must stand inside",
+            id="label-variable-as-argument",
+        ),
+        pytest.param(
+            "x{app='$app'}", r"\$app .* must stand inside", id="label-variable-in-single-quotes"
+        ),
+        pytest.param(
+            "x{app=`$app`}", r"\$app .* must stand inside", id="label-variable-in-backticks"
+        ),
+        pytest.param(
+            'x["$window"]',
+            r"\$window at position 3 must stand outside strings",
+            id="window-in-double-quotes",
+        ),
+        pytest.param(
+            "x{a='$window'}",
+            r"\$window .* must stand outside strings",
+            id="window-in-single-quotes",
+        ),
+        pytest.param(
+            "x{a=`$window`}", r"\$window .* must stand outside strings", id="window-in-backticks"
+        ),
         pytest.param('x{app="$app}', r'a " string is not closed', id="unclosed-double-quote"),
         pytest.param("x{app='a}", r"a ' string is not closed", id="unclosed-single-quote"),
-        pytest.param('x{app="a\\"}', r'a " string is not closed',
-                     id="escaped-quote-does-not-close"),
-        pytest.param('x # "\n{app=$app} # "', r"\$app .* must stand inside",
-                     id="quote-in-comment-opens-no-string"),
+        pytest.param(
+            'x{app="a\\"}', r'a " string is not closed', id="escaped-quote-does-not-close"
+        ),
+        pytest.param(
+            'x # "\n{app=$app} # "',
+            r"\$app .* must stand inside",
+            id="quote-in-comment-opens-no-string",
+        ),
     ],
 )
 def test_check_template_refuses(template: str, message: str) -> None:
@@ -280,8 +312,9 @@ def _regex_of(rendered: str, index: int) -> str:
 @pytest.mark.parametrize(
     ("value", "others"),
     [
-        pytest.param("1.2.3+build.7", ["1x2x3+build.7", "1.2.33build.7", "1.2.3build.7"],
-                     id="dots-and-plus"),
+        pytest.param(
+            "1.2.3+build.7", ["1x2x3+build.7", "1.2.33build.7", "1.2.3build.7"], id="dots-and-plus"
+        ),
         pytest.param("1.0", ["100", "1x0", "1.00"], id="dot"),
         pytest.param("v*", ["v", "vvv", "v*x"], id="star"),
         pytest.param("(v1)", ["v1", "(v1"], id="parentheses"),

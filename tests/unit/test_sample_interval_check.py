@@ -40,10 +40,19 @@ def _fake(**kw: Any) -> ScrapeFake:
 
 
 def _mw(interval: str, window: str = "10m") -> GateSet:
-    return parse_gate_set({"gates": [{
-        "name": "mw", "kind": "mann_whitney", "metric": "error_ratio", "window": window,
-        "interval": interval,
-    }]})
+    return parse_gate_set(
+        {
+            "gates": [
+                {
+                    "name": "mw",
+                    "kind": "mann_whitney",
+                    "metric": "error_ratio",
+                    "window": window,
+                    "interval": interval,
+                }
+            ]
+        }
+    )
 
 
 def test_mann_whitney_interval_under_two_scrapes_is_refused_naming_gate_interval_limit() -> None:
@@ -60,10 +69,19 @@ def test_mann_whitney_interval_of_exactly_two_scrapes_is_accepted() -> None:
 
 
 def test_threshold_gate_interval_is_how_often_it_runs_and_is_not_checked() -> None:
-    gates = parse_gate_set({"gates": [{
-        "name": "abort", "metric": "error_ratio", "threshold": 0.05, "window": "2m",
-        "interval": "250ms",
-    }]})
+    gates = parse_gate_set(
+        {
+            "gates": [
+                {
+                    "name": "abort",
+                    "metric": "error_ratio",
+                    "threshold": 0.05,
+                    "window": "2m",
+                    "interval": "250ms",
+                }
+            ]
+        }
+    )
     GateEvaluator(gates, _fake(global_s=15.0))
 
 

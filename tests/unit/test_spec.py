@@ -65,19 +65,30 @@ def test_load_valid_gate_set(tmp_path: Path) -> None:
     gs = load_gate_set(path)
     assert gs.profile == "istio"
     assert [g.name for g in gs.gates] == [
-        "abort", "sustained", "latency", "vs-stable", "queue-depth",
+        "abort",
+        "sustained",
+        "latency",
+        "vs-stable",
+        "queue-depth",
     ]
     abort, sustained, latency, baseline, queue = gs.gates
     assert (abort.metric, abort.threshold, abort.window, abort.interval) == (
-        Metric.ERROR_RATIO, 0.05, 120.0, 10.0,
+        Metric.ERROR_RATIO,
+        0.05,
+        120.0,
+        10.0,
     )
     assert gs.guards == (abort,)
     assert (sustained.sustained_for, sustained.confirm_s, sustained.min_requests) == (
-        900.0, 900.0, 500,
+        900.0,
+        900.0,
+        500,
     )
     assert (latency.quantile, latency.window, latency.subject) == (0.99, 300.0, "p99 latency")
     assert (baseline.kind, baseline.no_data, baseline.inconclusive_deadline) == (
-        Kind.BASELINE, NoData.FAIL, 3600.0,
+        Kind.BASELINE,
+        NoData.FAIL,
+        3600.0,
     )
     assert (queue.comparison, queue.metric, queue.subject) == (Comparison.GE, None, "value")
     assert queue.requests_query is not None
@@ -104,69 +115,127 @@ def _one(**fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        pytest.param(_one(tresh=0.05), "gates.0.tresh: is not a known field",
-                     id="unknown-field-named"),
-        pytest.param({"gates": [], "colour": "red"}, "colour: is not a known field",
-                     id="unknown-top-level-field-named"),
-        pytest.param(_one(threshold=None), "gate 'g': a threshold gate needs threshold",
-                     id="missing-threshold"),
-        pytest.param(_one(query='x{app="$app"}'),
-                     "gate 'g': set exactly one of metric (error_ratio, latency) or query",
-                     id="both-metric-and-query"),
+        pytest.param(
+            _one(tresh=0.05), "gates.0.tresh: is not a known field", id="unknown-field-named"
+        ),
+        pytest.param(
+            {"gates": [], "colour": "red"},
+            "colour: is not a known field",
+            id="unknown-top-level-field-named",
+        ),
+        pytest.param(
+            _one(threshold=None),
+            "gate 'g': a threshold gate needs threshold",
+            id="missing-threshold",
+        ),
+        pytest.param(
+            _one(query='x{app="$app"}'),
+            "gate 'g': set exactly one of metric (error_ratio, latency) or query",
+            id="both-metric-and-query",
+        ),
         pytest.param(_one(metric=None), "set exactly one of metric", id="neither-metric-nor-query"),
-        pytest.param(_one(window="soon"), "gates.0.window: duration 'soon' is not a duration",
-                     id="bad-duration-text"),
-        pytest.param(_one(window="5 minutes"), "gates.0.window: duration '5 minutes'",
-                     id="duration-with-words"),
-        pytest.param(_one(window=-5), "gates.0.window: duration -5 is negative",
-                     id="negative-duration"),
-        pytest.param(_one(window=float("nan")), "gates.0.window: duration nan is not a finite",
-                     id="nan-duration"),
-        pytest.param(_one(window=float("inf")), "gates.0.window: duration inf is not a finite",
-                     id="infinite-duration"),
-        pytest.param(_one(window=True), "gates.0.window: duration True is not a duration",
-                     id="boolean-duration"),
-        pytest.param(_one(window="0s"), "gate 'g': window must be longer than 0s",
-                     id="zero-window"),
-        pytest.param({"gates": [_one()["gates"][0], _one()["gates"][0]]},
-                     "gate name 'g' is used twice", id="duplicate-gate-names"),
-        pytest.param({"profile": "graphite", "gates": _one()["gates"]},
-                     "profile 'graphite' is not known; allowed: envoy, http, istio, nginx",
-                     id="unknown-profile"),
+        pytest.param(
+            _one(window="soon"),
+            "gates.0.window: duration 'soon' is not a duration",
+            id="bad-duration-text",
+        ),
+        pytest.param(
+            _one(window="5 minutes"),
+            "gates.0.window: duration '5 minutes'",
+            id="duration-with-words",
+        ),
+        pytest.param(
+            _one(window=-5), "gates.0.window: duration -5 is negative", id="negative-duration"
+        ),
+        pytest.param(
+            _one(window=float("nan")),
+            "gates.0.window: duration nan is not a finite",
+            id="nan-duration",
+        ),
+        pytest.param(
+            _one(window=float("inf")),
+            "gates.0.window: duration inf is not a finite",
+            id="infinite-duration",
+        ),
+        pytest.param(
+            _one(window=True),
+            "gates.0.window: duration True is not a duration",
+            id="boolean-duration",
+        ),
+        pytest.param(
+            _one(window="0s"), "gate 'g': window must be longer than 0s", id="zero-window"
+        ),
+        pytest.param(
+            {"gates": [_one()["gates"][0], _one()["gates"][0]]},
+            "gate name 'g' is used twice",
+            id="duplicate-gate-names",
+        ),
+        pytest.param(
+            {"profile": "graphite", "gates": _one()["gates"]},
+            "profile 'graphite' is not known; allowed: envoy, http, istio, nginx",
+            id="unknown-profile",
+        ),
         pytest.param({"gates": []}, "a gate set needs at least one gate", id="no-gates"),
         pytest.param({"profile": "http"}, "gates: Field required", id="gates-missing"),
-        pytest.param(_one(name="Abort"), "gates.0.name: 'Abort' is not a gate name: a-z, 0-9",
-                     id="name-not-lowercase"),
-        pytest.param(_one(kind="baseline", threshold=None),
-                     "gate 'g': a baseline gate needs max_increase",
-                     id="baseline-without-increase"),
-        pytest.param(_one(metric="latency", comparison="<", threshold=0.5),
-                     "a latency gate breaches when above its threshold", id="latency-below"),
-        pytest.param(_one(metric="latency", threshold=0),
-                     "latency threshold 0.0 must be above 0 seconds", id="latency-zero"),
-        pytest.param(_one(metric="latency", threshold=0.5, sustained_for="15m"),
-                     "gate 'g': sustained_for applies to error_ratio gates only",
-                     id="sustained-latency-refused"),
-        pytest.param(_one(metric=None, query="vector(1)", sustained_for="15m"),
-                     "gate 'g': sustained_for applies to error_ratio gates only",
-                     id="sustained-query-refused"),
-        pytest.param(_one(kind="baseline", max_increase=0.01, sustained_for="15m"),
-                     "sustained_for applies to threshold gates only", id="sustained-baseline"),
-        pytest.param(_one(sustained_for="10s", interval="30s"),
-                     "sustained_for 10s is shorter than the interval 30s",
-                     id="sustained-shorter-than-interval"),
-        pytest.param(_one(metric=None, query="x{app=$app}"),
-                     "gate 'g': query: $app at position 6 must stand inside",
-                     id="query-label-outside-quotes"),
-        pytest.param(_one(metric=None, query="vector(1)", requests_query="x[$windows]"),
-                     "gate 'g': requests_query: unknown variable $windows",
-                     id="requests-query-unknown-variable"),
-        pytest.param(_one(quantile=1.0), "gates.0.quantile: Input should be less than 1",
-                     id="quantile-one"),
+        pytest.param(
+            _one(name="Abort"),
+            "gates.0.name: 'Abort' is not a gate name: a-z, 0-9",
+            id="name-not-lowercase",
+        ),
+        pytest.param(
+            _one(kind="baseline", threshold=None),
+            "gate 'g': a baseline gate needs max_increase",
+            id="baseline-without-increase",
+        ),
+        pytest.param(
+            _one(metric="latency", comparison="<", threshold=0.5),
+            "a latency gate breaches when above its threshold",
+            id="latency-below",
+        ),
+        pytest.param(
+            _one(metric="latency", threshold=0),
+            "latency threshold 0.0 must be above 0 seconds",
+            id="latency-zero",
+        ),
+        pytest.param(
+            _one(metric="latency", threshold=0.5, sustained_for="15m"),
+            "gate 'g': sustained_for applies to error_ratio gates only",
+            id="sustained-latency-refused",
+        ),
+        pytest.param(
+            _one(metric=None, query="vector(1)", sustained_for="15m"),
+            "gate 'g': sustained_for applies to error_ratio gates only",
+            id="sustained-query-refused",
+        ),
+        pytest.param(
+            _one(kind="baseline", max_increase=0.01, sustained_for="15m"),
+            "sustained_for applies to threshold gates only",
+            id="sustained-baseline",
+        ),
+        pytest.param(
+            _one(sustained_for="10s", interval="30s"),
+            "sustained_for 10s is shorter than the interval 30s",
+            id="sustained-shorter-than-interval",
+        ),
+        pytest.param(
+            _one(metric=None, query="x{app=$app}"),
+            "gate 'g': query: $app at position 6 must stand inside",
+            id="query-label-outside-quotes",
+        ),
+        pytest.param(
+            _one(metric=None, query="vector(1)", requests_query="x[$windows]"),
+            "gate 'g': requests_query: unknown variable $windows",
+            id="requests-query-unknown-variable",
+        ),
+        pytest.param(
+            _one(quantile=1.0), "gates.0.quantile: Input should be less than 1", id="quantile-one"
+        ),
         pytest.param(_one(min_requests=-1), "gates.0.min_requests", id="negative-min-requests"),
-        pytest.param(_one(no_data="pass"),
-                     "gates.0.no_data: Input should be 'inconclusive' or 'fail'",
-                     id="no-data-can-never-pass"),
+        pytest.param(
+            _one(no_data="pass"),
+            "gates.0.no_data: Input should be 'inconclusive' or 'fail'",
+            id="no-data-can-never-pass",
+        ),
     ],
 )
 def test_parse_rejects(data: Any, message: str) -> None:
@@ -192,7 +261,8 @@ def test_every_bad_field_is_reported() -> None:
         pytest.param("gates: [", "not valid YAML", id="broken-yaml"),
         pytest.param(
             "gates:\n  - name: a\n    metric: error_ratio\n    threshold: 0.05\n    windw: 2m\n",
-            "gates.0.windw: is not a known field", id="typo-in-file",
+            "gates.0.windw: is not a known field",
+            id="typo-in-file",
         ),
     ],
 )
@@ -211,9 +281,11 @@ def test_load_missing_file(tmp_path: Path) -> None:
 
 def test_yaml_nan_window_is_refused() -> None:
     with pytest.raises(InvalidInput, match="not a finite"):
-        parse_gate_set(yaml.safe_load(
-            "gates:\n  - {name: a, metric: error_ratio, threshold: 0.05, window: .nan}\n"
-        ))
+        parse_gate_set(
+            yaml.safe_load(
+                "gates:\n  - {name: a, metric: error_ratio, threshold: 0.05, window: .nan}\n"
+            )
+        )
 
 
 # -- scaled ---------------------------------------------------------------------------------
@@ -225,7 +297,9 @@ def test_scaled_divides_every_duration_and_nothing_else() -> None:
     assert (abort.window, abort.interval, abort.inconclusive_deadline) == (2.0, 0.25, 30.0)
     assert sustained.interval == 0.5
     assert (sustained.window, sustained.sustained_for, sustained.confirm_window) == (
-        5.0, 15.0, 15.0,
+        5.0,
+        15.0,
+        15.0,
     )
     assert latency.confirm_window is None
     assert [g.threshold for g in gs.gates] == [0.05, 0.02, 0.5]
@@ -249,16 +323,42 @@ def test_scaled_refuses_non_positive_factor(factor: float) -> None:
 @pytest.mark.parametrize(
     ("gate", "expected"),
     [
-        pytest.param("abort", dict(metric=Metric.ERROR_RATIO, comparison=Comparison.GT,
-                                   threshold=0.05, window=120.0, sustained_for=0.0, guard=True),
-                     id="abort-above-5pct-over-2m-at-once"),
-        pytest.param("sustained", dict(metric=Metric.ERROR_RATIO, comparison=Comparison.GT,
-                                       threshold=0.02, window=300.0, sustained_for=900.0,
-                                       confirm_s=900.0, kind=Kind.THRESHOLD),
-                     id="sustained-above-2pct-held-15m-on-5m-windows-confirmed-over-15m"),
-        pytest.param("latency", dict(metric=Metric.LATENCY, quantile=0.95, threshold=0.5,
-                                     comparison=Comparison.GT, subject="p95 latency"),
-                     id="latency-p95-under-500ms"),
+        pytest.param(
+            "abort",
+            dict(
+                metric=Metric.ERROR_RATIO,
+                comparison=Comparison.GT,
+                threshold=0.05,
+                window=120.0,
+                sustained_for=0.0,
+                guard=True,
+            ),
+            id="abort-above-5pct-over-2m-at-once",
+        ),
+        pytest.param(
+            "sustained",
+            dict(
+                metric=Metric.ERROR_RATIO,
+                comparison=Comparison.GT,
+                threshold=0.02,
+                window=300.0,
+                sustained_for=900.0,
+                confirm_s=900.0,
+                kind=Kind.THRESHOLD,
+            ),
+            id="sustained-above-2pct-held-15m-on-5m-windows-confirmed-over-15m",
+        ),
+        pytest.param(
+            "latency",
+            dict(
+                metric=Metric.LATENCY,
+                quantile=0.95,
+                threshold=0.5,
+                comparison=Comparison.GT,
+                subject="p95 latency",
+            ),
+            id="latency-p95-under-500ms",
+        ),
     ],
 )
 def test_default_gates_follow_the_rules(gate: str, expected: dict[str, Any]) -> None:
@@ -305,7 +405,9 @@ def test_a_release_spec_carries_its_gates_typed() -> None:
     from gatekeeper.domain.release import parse_release
 
     data = {
-        "app": "shop", "version": "v2", "command": "svc {port}",
+        "app": "shop",
+        "version": "v2",
+        "command": "svc {port}",
         "stable": {"version": "v1", "command": "svc {port}"},
         "strategy": {"type": "canary"},
         "gates": [{"name": "abort", "metric": "error_ratio", "threshold": 0.05}],

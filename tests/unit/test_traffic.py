@@ -26,8 +26,11 @@ def _spec(strategy: dict[str, object], router: str | None = None, replicas: int 
         "version": "v2",
         "image": "registry.example/shop:v2",
         "command": "svc --port {port}",
-        "stable": {"version": "v1", "image": "registry.example/shop:v1",
-                   "command": "svc --port {port}"},
+        "stable": {
+            "version": "v1",
+            "image": "registry.example/shop:v1",
+            "command": "svc --port {port}",
+        },
         "strategy": strategy,
         "target": target,
     }
@@ -44,7 +47,9 @@ ROLLING = {"type": "rolling", "batches": [25, 50, 75, 100]}
         pytest.param(CANARY_5, None, 3, None, id="local-router-any-percent"),
         pytest.param(CANARY_5, "gateway-api", 3, None, id="gateway-api-any-percent"),
         pytest.param(
-            CANARY_5, "service-selector", 3,
+            CANARY_5,
+            "service-selector",
+            3,
             "strategy canary: step shift-5 sends 5% of traffic to the candidate, but router "
             "'service-selector' can carry out only 0% or 100% (it flips a Service selector)",
             id="canary-5-on-selector-refused",
@@ -52,7 +57,9 @@ ROLLING = {"type": "rolling", "batches": [25, 50, 75, 100]}
         pytest.param(BLUE_GREEN, "service-selector", 3, None, id="blue-green-on-selector"),
         pytest.param(ROLLING, "replica-ratio", 4, None, id="quarters-on-4-replicas"),
         pytest.param(
-            ROLLING, "replica-ratio", 3,
+            ROLLING,
+            "replica-ratio",
+            3,
             "strategy rolling: step batch-25 sends 25% of traffic to the candidate, but router "
             "'replica-ratio' can carry out only whole replicas of 3 (steps of 1/3): 0%, 33%, "
             "67%, 100%",

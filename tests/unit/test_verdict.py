@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 
 import pytest
 
 from gatekeeper.domain.verdicts import Decision, GateResult, Verdict, decide, worst
 from gates.provider import Buckets, Counts
-from gates.spec import GateSpec, Kind, Metric, NoData, default_gates
+from gates.spec import Comparison, GateSpec, Kind, Metric, NoData, default_gates
 from gates.tracker import InconclusiveTracker
 from gates.verdict import (
+    SEQUENTIAL_REQUESTS,
     fmt_pct,
     fmt_requests,
     fmt_seconds,
@@ -23,7 +25,10 @@ from gates.verdict import (
     judge_sustained,
     provider_error,
     quantile_from_buckets,
+    sequential_bound,
+    sequential_z,
     share_at_or_under,
+    wilson_bound,
 )
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -48,74 +53,139 @@ LATENCY_BASELINE = GateSpec(
     ("gate", "counts", "verdict", "reason"),
     [
         pytest.param(
-            ABORT, Counts(1000, 10), Verdict.PASS,
-            "abort: error ratio 1% <= 5% over 2m (1,000 requests)", id="below-threshold-passes",
+            ABORT,
+            Counts(1000, 10),
+            Verdict.PASS,
+            "abort: error ratio 1% <= 5% over 2m (1,000 requests)",
+            id="below-threshold-passes",
         ),
         pytest.param(
-            ABORT, Counts(1000, 60), Verdict.WARN,
+            ABORT,
+            Counts(1000, 60),
+            Verdict.WARN,
             "abort: error ratio 6% > 5% over 2m (1,000 requests); not significant at 95% "
             "(lower bound 4.88%)",
             id="above-threshold-in-1000-requests-is-not-yet-significant",
         ),
         pytest.param(
-            ABORT, Counts(1000, 80), Verdict.FAIL,
-            "abort: error ratio 8% > 5% over 2m (1,000 requests)", id="significant-breach-fails",
+            ABORT,
+            Counts(1000, 80),
+            Verdict.FAIL,
+            "abort: error ratio 8% > 5% over 2m (1,000 requests)",
+            id="significant-breach-fails",
         ),
         pytest.param(
-            ABORT.model_copy(update={"confidence": 0.0}), Counts(1000, 60), Verdict.FAIL,
+            ABORT.model_copy(update={"confidence": 0.0}),
+            Counts(1000, 60),
+            Verdict.FAIL,
             "abort: error ratio 6% > 5% over 2m (1,000 requests)",
             id="confidence-zero-fails-on-the-observed-ratio",
         ),
         pytest.param(
-            ABORT, Counts(1000, 50), Verdict.PASS,
+            ABORT,
+            Counts(1000, 50),
+            Verdict.PASS,
             "abort: error ratio 5% <= 5% over 2m (1,000 requests)",
             id="exactly-at-threshold-passes",
         ),
         pytest.param(
-            ABORT, Counts(NAN, 0), Verdict.INCONCLUSIVE,
+            ABORT,
+            Counts(NAN, 0),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: NaN requests over 2m < 100 needed",
             id="nan-requests-inconclusive",
         ),
         pytest.param(
-            ABORT, Counts(0, 0), Verdict.INCONCLUSIVE,
+            ABORT,
+            Counts(0, 0),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: 0 requests over 2m < 100 needed",
             id="zero-requests-inconclusive",
         ),
         pytest.param(
-            ABORT, Counts(10, 1), Verdict.INCONCLUSIVE,
+            ABORT,
+            Counts(10, 1),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: 10 requests over 2m < 100 needed",
             id="one-error-in-ten-requests-below-default-minimum",
         ),
         pytest.param(
-            ABORT, Counts(99.6, 50), Verdict.INCONCLUSIVE,
+            ABORT,
+            Counts(99.6, 50),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: 100 requests over 2m < 100 needed",
             id="just-under-minimum-inconclusive-even-at-50pct",
         ),
         pytest.param(
-            ABORT, Counts(100, 6), Verdict.WARN,
+            ABORT,
+            Counts(100, 6),
+            Verdict.WARN,
             "abort: error ratio 6% > 5% over 2m (100 requests); not significant at 95% "
-            "(lower bound 3.13%)", id="exactly-minimum-is-judged",
+            "(lower bound 2.19%, sequential boundary 99.53% for 100 requests)",
+            id="exactly-minimum-is-judged",
         ),
         pytest.param(
-            ABORT.model_copy(update={"min_requests": 5, "confidence": 0.0}), Counts(10, 1),
-            Verdict.FAIL, "abort: error ratio 10% > 5% over 2m (10 requests)",
+            ABORT,
+            Counts(108, 10),
+            Verdict.WARN,
+            "abort: error ratio 9.26% > 5% over 2m (108 requests); not significant at 95% "
+            "(lower bound 4.35%, sequential boundary 99.38% for 108 requests)",
+            id="healthy-1pct-cluster-10-in-108-warns-at-the-sequential-boundary",
+        ),
+        pytest.param(
+            ABORT,
+            Counts(108, 12),
+            Verdict.FAIL,
+            "abort: error ratio 11.11% > 5% over 2m (108 requests)",
+            id="12-in-108-clears-the-sequential-boundary",
+        ),
+        pytest.param(
+            ABORT,
+            Counts(2400, 144),
+            Verdict.FAIL,
+            "abort: error ratio 6% > 5% over 2m (2,400 requests)",
+            id="6pct-over-2400-requests-fails-as-before",
+        ),
+        pytest.param(
+            ABORT,
+            Counts(250, 18),
+            Verdict.WARN,
+            "abort: error ratio 7.2% > 5% over 2m (250 requests); not significant at 95% "
+            "(lower bound 4.94%)",
+            id="from-250-requests-the-plain-bound-and-reason",
+        ),
+        pytest.param(
+            ABORT.model_copy(update={"min_requests": 5, "confidence": 0.0}),
+            Counts(10, 1),
+            Verdict.FAIL,
+            "abort: error ratio 10% > 5% over 2m (10 requests)",
             id="minimum-is-configurable",
         ),
         pytest.param(
-            ABORT.model_copy(update={"min_requests": 0}), Counts(0, 0), Verdict.INCONCLUSIVE,
+            ABORT.model_copy(update={"min_requests": 0}),
+            Counts(0, 0),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: 0 requests over 2m < 0 needed",
             id="zero-minimum-still-needs-some-traffic",
         ),
         pytest.param(
-            ABORT, None, Verdict.INCONCLUSIVE, "abort: no data over 2m",
+            ABORT,
+            None,
+            Verdict.INCONCLUSIVE,
+            "abort: no data over 2m",
             id="no-data-inconclusive",
         ),
         pytest.param(
-            ABORT_FAILS_ON_NO_DATA, None, Verdict.FAIL, "abort: no data over 2m",
+            ABORT_FAILS_ON_NO_DATA,
+            None,
+            Verdict.FAIL,
+            "abort: no data over 2m",
             id="no-data-fails-under-fail-policy",
         ),
         pytest.param(
-            ABORT_FAILS_ON_NO_DATA, Counts(10, 0), Verdict.INCONCLUSIVE,
+            ABORT_FAILS_ON_NO_DATA,
+            Counts(10, 0),
+            Verdict.INCONCLUSIVE,
             "abort: too little traffic: 10 requests over 2m < 100 needed",
             id="fail-policy-does-not-apply-to-little-traffic",
         ),
@@ -130,6 +200,79 @@ def test_judge_error_ratio(
     assert r.at == AT
     assert r.window_s == 120
     assert r.threshold == gate.threshold
+
+
+# -- the sequential boundary (judge_error_ratio and the evidence since a breach began) ----
+
+
+def test_sequential_boundary_is_stricter_in_few_requests_and_plain_from_250() -> None:
+    z95 = NormalDist().inv_cdf(0.95)
+    assert SEQUENTIAL_REQUESTS == 250
+    assert sequential_z(108, 0.95) == pytest.approx(z95 * math.sqrt(250 / 108))
+    assert sequential_z(108, 0.95) >= 2.06  # 10 in 108 needs z < 2.03 to fail
+    for n in (250, 251, 1200, 2400, 100_000):
+        assert sequential_z(n, 0.95) == z95
+        for errors in (0, n * 0.05, n * 0.06, n * 0.2):
+            got = sequential_bound(errors, n, 0.95, upper=False)
+            assert got.bound == wilson_bound(errors, n, 0.95, upper=False)
+            assert got.level == pytest.approx(0.95)
+
+
+def test_sequential_boundary_is_monotone_in_the_requests() -> None:
+    counts = range(1, 3001)
+    zs = [sequential_z(n, 0.95) for n in counts]
+    assert all(a >= b for a, b in zip(zs, zs[1:], strict=False))
+    # the same ratio is never less significant in more requests
+    for ratio in (0.06, 0.08, 0.1):
+        bounds = [sequential_bound(ratio * n, n, 0.95, upper=False).bound for n in counts]
+        assert all(a <= b + 1e-12 for a, b in zip(bounds, bounds[1:], strict=False))
+        assert all(
+            sequential_bound(ratio * n, n, 0.95, upper=False).bound
+            <= wilson_bound(ratio * n, n, 0.95, upper=False)
+            for n in counts
+        )
+    upper = [sequential_bound(0, n, 0.95, upper=True).bound for n in counts]
+    assert all(a >= b for a, b in zip(upper, upper[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("requests", "fewest"),
+    [
+        pytest.param(100, 11, id="100"),
+        pytest.param(108, 12, id="108"),
+        pytest.param(150, 14, id="150"),
+        pytest.param(200, 16, id="200"),
+        pytest.param(250, 19, id="250"),
+        pytest.param(1200, 73, id="1200"),
+        pytest.param(2400, 138, id="2400"),
+    ],
+)
+def test_fewest_5xx_that_fail_the_abort_gate(requests: int, fewest: int) -> None:
+    """Below 250 requests: more than 5.67 5xx beyond 5% of them (the score test)."""
+    verdicts = [
+        judge_error_ratio(ABORT, Counts(requests, k), AT, 120).verdict for k in (fewest - 1, fewest)
+    ]
+    assert verdicts == [Verdict.WARN, Verdict.FAIL]
+    if requests < SEQUENTIAL_REQUESTS:
+        assert fewest - 0.05 * requests > 5.67 > fewest - 1 - 0.05 * requests
+
+
+def test_sequential_boundary_applies_to_the_comparison_below_too() -> None:
+    gate = GateSpec(name="ok", metric=Metric.ERROR_RATIO, comparison=Comparison.LT, threshold=0.95)
+    r = judge_error_ratio(gate, Counts(108, 98), AT, 120)  # 90.74% < 95%
+    assert wilson_bound(98, 108, 0.95, upper=True) < 0.95  # a fixed 95% would fail it
+    assert r.verdict is Verdict.WARN
+    assert r.reason.endswith(
+        "not significant at 95% (upper bound 95.65%, sequential boundary 99.38% for 108 requests)"
+    )
+
+
+def test_the_sustained_confirmation_keeps_the_plain_bound() -> None:
+    """judge_sustained is not a repeated small look: 12 in 150 confirms there."""
+    points = _points(Counts(150, 12))
+    r = judge_sustained(SUSTAINED, points, AT, 300, Counts(150, 12))
+    assert r.verdict is Verdict.FAIL, r.reason
+    assert judge_error_ratio(ABORT, Counts(150, 12), AT, 120).verdict is Verdict.WARN
 
 
 def test_reason_names_gate_value_threshold_window_and_requests_exactly() -> None:
@@ -192,44 +335,61 @@ def _b(*pairs: tuple[float, float]) -> Buckets:
     ("buckets", "verdict", "reason", "value"),
     [
         pytest.param(
-            _b((0.25, 100), (0.5, 190), (1.0, 200), (INF, 200)), Verdict.PASS,
+            _b((0.25, 100), (0.5, 190), (1.0, 200), (INF, 200)),
+            Verdict.PASS,
             "latency: p95 latency 500ms <= 500ms over 5m (200 requests; 95% at or under 500ms)",
-            0.5, id="exact-bucket-boundary-95pct-passes",
+            0.5,
+            id="exact-bucket-boundary-95pct-passes",
         ),
         pytest.param(
-            _b((0.25, 100), (0.5, 189), (1.0, 200), (INF, 200)), Verdict.FAIL,
+            _b((0.25, 100), (0.5, 189), (1.0, 200), (INF, 200)),
+            Verdict.FAIL,
             "latency: p95 latency 545ms > 500ms over 5m (200 requests; 94.5% at or under 500ms)",
-            0.5 + 0.5 * (190 - 189) / 11, id="exact-bucket-boundary-94.5pct-fails",
+            0.5 + 0.5 * (190 - 189) / 11,
+            id="exact-bucket-boundary-94.5pct-fails",
         ),
         pytest.param(
-            _b((0.25, 190), (1.0, 200), (INF, 200)), Verdict.PASS,
+            _b((0.25, 190), (1.0, 200), (INF, 200)),
+            Verdict.PASS,
             "latency: p95 latency 250ms <= 500ms over 5m "
             "(200 requests; 96.67% at or under 500ms, interpolated)",
-            0.25, id="interpolated-inside-bucket-passes",
+            0.25,
+            id="interpolated-inside-bucket-passes",
         ),
         pytest.param(
-            _b((0.25, 180), (1.0, 200), (INF, 200)), Verdict.FAIL,
+            _b((0.25, 180), (1.0, 200), (INF, 200)),
+            Verdict.FAIL,
             "latency: p95 latency 625ms > 500ms over 5m "
             "(200 requests; 93.33% at or under 500ms, interpolated)",
-            0.625, id="interpolated-inside-bucket-fails",
+            0.625,
+            id="interpolated-inside-bucket-fails",
         ),
         pytest.param(
-            _b((0.25, 0), (0.5, 0), (1.0, 0), (INF, 200)), Verdict.FAIL,
+            _b((0.25, 0), (0.5, 0), (1.0, 0), (INF, 200)),
+            Verdict.FAIL,
             "latency: p95 latency above 1s > 500ms over 5m (200 requests; 0% at or under 500ms)",
-            INF, id="all-requests-in-inf-bucket-fails-above-last-bound",
+            INF,
+            id="all-requests-in-inf-bucket-fails-above-last-bound",
         ),
         pytest.param(
-            (), Verdict.INCONCLUSIVE, "latency: no data over 5m", None,
+            (),
+            Verdict.INCONCLUSIVE,
+            "latency: no data over 5m",
+            None,
             id="empty-buckets-no-data",
         ),
         pytest.param(
-            _b((0.5, 0), (INF, 0)), Verdict.INCONCLUSIVE,
-            "latency: too little traffic: 0 requests over 5m < 100 needed", None,
+            _b((0.5, 0), (INF, 0)),
+            Verdict.INCONCLUSIVE,
+            "latency: too little traffic: 0 requests over 5m < 100 needed",
+            None,
             id="zero-requests-inconclusive",
         ),
         pytest.param(
-            _b((0.5, 10), (INF, 50)), Verdict.INCONCLUSIVE,
-            "latency: too little traffic: 50 requests over 5m < 100 needed", None,
+            _b((0.5, 10), (INF, 50)),
+            Verdict.INCONCLUSIVE,
+            "latency: too little traffic: 50 requests over 5m < 100 needed",
+            None,
             id="too-little-traffic-even-when-slow",
         ),
     ],
@@ -257,38 +417,79 @@ def test_judge_latency_none_is_no_data_and_follows_policy() -> None:
 @pytest.mark.parametrize(
     ("series", "requests", "verdict", "reason", "labels"),
     [
-        pytest.param([], None, Verdict.INCONCLUSIVE, "custom: no data over 2m", {},
-                     id="empty-vector-no-data"),
-        pytest.param([({"pod": "a"}, NAN)], None, Verdict.INCONCLUSIVE,
-                     "custom: value is NaN over 2m", {}, id="nan-value-inconclusive"),
-        pytest.param([({"pod": "a"}, INF)], None, Verdict.FAIL,
-                     "custom: value +Inf > 0.1 over 2m", {}, id="inf-value-fails"),
-        pytest.param([({"pod": "a"}, 0.05)], None, Verdict.PASS,
-                     "custom: value 0.05 <= 0.1 over 2m", {}, id="single-series-passes"),
-        pytest.param([({"pod": "a"}, 0.05)], 500.0, Verdict.PASS,
-                     "custom: value 0.05 <= 0.1 over 2m (500 requests)", {},
-                     id="requests-query-shown"),
-        pytest.param([({"pod": "a"}, 0.5)], 20.0, Verdict.INCONCLUSIVE,
-                     "custom: too little traffic: 20 requests over 2m < 100 needed", {},
-                     id="requests-query-too-little-traffic"),
         pytest.param(
-            [({"pod": "a"}, 0.01), ({"pod": "b"}, 0.19)], None, Verdict.FAIL,
-            "custom: value 0.19 > 0.1 over 2m [pod='b']; 1 of 2 series fail", {"pod": "b"},
+            [], None, Verdict.INCONCLUSIVE, "custom: no data over 2m", {}, id="empty-vector-no-data"
+        ),
+        pytest.param(
+            [({"pod": "a"}, NAN)],
+            None,
+            Verdict.INCONCLUSIVE,
+            "custom: value is NaN over 2m",
+            {},
+            id="nan-value-inconclusive",
+        ),
+        pytest.param(
+            [({"pod": "a"}, INF)],
+            None,
+            Verdict.FAIL,
+            "custom: value +Inf > 0.1 over 2m",
+            {},
+            id="inf-value-fails",
+        ),
+        pytest.param(
+            [({"pod": "a"}, 0.05)],
+            None,
+            Verdict.PASS,
+            "custom: value 0.05 <= 0.1 over 2m",
+            {},
+            id="single-series-passes",
+        ),
+        pytest.param(
+            [({"pod": "a"}, 0.05)],
+            500.0,
+            Verdict.PASS,
+            "custom: value 0.05 <= 0.1 over 2m (500 requests)",
+            {},
+            id="requests-query-shown",
+        ),
+        pytest.param(
+            [({"pod": "a"}, 0.5)],
+            20.0,
+            Verdict.INCONCLUSIVE,
+            "custom: too little traffic: 20 requests over 2m < 100 needed",
+            {},
+            id="requests-query-too-little-traffic",
+        ),
+        pytest.param(
+            [({"pod": "a"}, 0.01), ({"pod": "b"}, 0.19)],
+            None,
+            Verdict.FAIL,
+            "custom: value 0.19 > 0.1 over 2m [pod='b']; 1 of 2 series fail",
+            {"pod": "b"},
             id="one-of-two-failing-fails-naming-it-mean-would-pass",
         ),
         pytest.param(
-            [({"pod": "a"}, 0.2), ({"pod": "b"}, 0.3), ({"pod": "c"}, 0.0)], None, Verdict.FAIL,
-            "custom: value 0.2 > 0.1 over 2m [pod='a']; 2 of 3 series fail", {"pod": "a"},
+            [({"pod": "a"}, 0.2), ({"pod": "b"}, 0.3), ({"pod": "c"}, 0.0)],
+            None,
+            Verdict.FAIL,
+            "custom: value 0.2 > 0.1 over 2m [pod='a']; 2 of 3 series fail",
+            {"pod": "a"},
             id="two-of-three-failing",
         ),
         pytest.param(
-            [({"pod": "a"}, 0.01), ({"pod": "b"}, NAN)], None, Verdict.INCONCLUSIVE,
-            "custom: value is NaN over 2m [pod='b']; 1 of 2 series inconclusive", {"pod": "b"},
+            [({"pod": "a"}, 0.01), ({"pod": "b"}, NAN)],
+            None,
+            Verdict.INCONCLUSIVE,
+            "custom: value is NaN over 2m [pod='b']; 1 of 2 series inconclusive",
+            {"pod": "b"},
             id="nan-series-beats-passing-series",
         ),
         pytest.param(
-            [({"pod": "a"}, 0.01), ({"pod": "b"}, 0.02)], None, Verdict.PASS,
-            "custom: value 0.01 <= 0.1 over 2m [pod='a']; 2 of 2 series pass", {"pod": "a"},
+            [({"pod": "a"}, 0.01), ({"pod": "b"}, 0.02)],
+            None,
+            Verdict.PASS,
+            "custom: value 0.01 <= 0.1 over 2m [pod='a']; 2 of 2 series pass",
+            {"pod": "a"},
             id="all-series-pass",
         ),
     ],
@@ -327,35 +528,41 @@ def _points(
     ("points", "verdict", "reason"),
     [
         pytest.param(
-            _points(GOOD, {ago: BAD for ago in range(0, 601, 30)}), Verdict.WARN,
+            _points(GOOD, {ago: BAD for ago in range(0, 601, 30)}),
+            Verdict.WARN,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 10m of 15m",
             id="breach-held-10m-warns",
         ),
         pytest.param(
-            _points(GOOD, {0: BAD}), Verdict.WARN,
+            _points(GOOD, {0: BAD}),
+            Verdict.WARN,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 0s of 15m",
             id="breach-starting-now-warns",
         ),
         pytest.param(
-            _points(BAD), Verdict.FAIL,
+            _points(BAD),
+            Verdict.FAIL,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 15m (>= 15m); "
             "3% over 15m (3,000 requests)",
             id="held-15m-and-confirmed-fails",
         ),
         pytest.param(
-            _points(BAD, {ago: THIN for ago in range(300, 481, 30)}), Verdict.FAIL,
+            _points(BAD, {ago: THIN for ago in range(300, 481, 30)}),
+            Verdict.FAIL,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 15m (>= 15m); "
             "3.23% over 15m (2,010 requests)",
             id="low-traffic-gap-in-middle-does-not-reset",
         ),
         pytest.param(
-            _points(BAD, {ago: None for ago in range(330, 571, 30)}), Verdict.FAIL,
+            _points(BAD, {ago: None for ago in range(330, 571, 30)}),
+            Verdict.FAIL,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 15m (>= 15m); "
             "3% over 15m (3,000 requests)",
             id="missing-points-in-middle-do-not-reset",
         ),
         pytest.param(
-            _points(BAD, {450: GOOD}), Verdict.WARN,
+            _points(BAD, {450: GOOD}),
+            Verdict.WARN,
             "sustained: error ratio 3% > 2% over 5m (1,000 requests), held 7m of 15m",
             id="healthy-point-resets-streak",
         ),
@@ -367,17 +574,21 @@ def _points(
             id="confirm-over-15m-below-threshold-warns",
         ),
         pytest.param(
-            _points(BAD, {0: GOOD}), Verdict.PASS,
+            _points(BAD, {0: GOOD}),
+            Verdict.PASS,
             "sustained: error ratio 1% <= 2% over 5m (1,000 requests)",
             id="healthy-now-passes-whatever-came-before",
         ),
         pytest.param(
-            _points(BAD, {0: THIN}), Verdict.INCONCLUSIVE,
+            _points(BAD, {0: THIN}),
+            Verdict.INCONCLUSIVE,
             "sustained: too little traffic: 10 requests over 5m < 100 needed",
             id="gap-now-inconclusive",
         ),
         pytest.param(
-            _points(BAD, {0: None}), Verdict.INCONCLUSIVE, "sustained: no data over 5m",
+            _points(BAD, {0: None}),
+            Verdict.INCONCLUSIVE,
+            "sustained: no data over 5m",
             id="no-point-now-no-data",
         ),
         pytest.param([], Verdict.INCONCLUSIVE, "sustained: no data over 5m", id="no-points"),
@@ -452,70 +663,107 @@ def test_sustained_held_is_exact_at_sub_millisecond_instants() -> None:
     ("gate", "candidate", "baseline", "verdict", "reason"),
     [
         pytest.param(
-            BASELINE, (0.05, 1000), (0.01, 1000), Verdict.FAIL,
+            BASELINE,
+            (0.05, 1000),
+            (0.01, 1000),
+            Verdict.FAIL,
             "vs-stable: candidate error ratio 5% is 4 points above baseline 1% "
             "(> 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="candidate-worse-by-more-than-allowed-fails",
         ),
         pytest.param(
-            BASELINE, (0.015, 1000), (0.01, 1000), Verdict.PASS,
+            BASELINE,
+            (0.015, 1000),
+            (0.01, 1000),
+            Verdict.PASS,
             "vs-stable: candidate error ratio 1.5% is 0.5 points above baseline 1% "
             "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="candidate-worse-within-allowance-passes",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), (0.2, 1000), Verdict.PASS,
+            BASELINE,
+            (0.001, 1000),
+            (0.2, 1000),
+            Verdict.PASS,
             "vs-stable: candidate error ratio 0.1% is 19.9 points below baseline 20% "
             "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="bad-baseline-never-fails-good-candidate",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), None, Verdict.NOT_APPLICABLE,
+            BASELINE,
+            (0.001, 1000),
+            None,
+            Verdict.NOT_APPLICABLE,
             "vs-stable: not applicable: no baseline data over 5m; the absolute gates judge "
             "the candidate",
             id="missing-baseline-not-applicable",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), (0.0, 20), Verdict.NOT_APPLICABLE,
+            BASELINE,
+            (0.001, 1000),
+            (0.0, 20),
+            Verdict.NOT_APPLICABLE,
             "vs-stable: not applicable: baseline has too little traffic (20 requests < 100) "
             "over 5m; the absolute gates judge the candidate",
             id="thin-baseline-not-applicable",
         ),
         pytest.param(
-            BASELINE, (0.001, 1000), (math.nan, 5000), Verdict.NOT_APPLICABLE,
+            BASELINE,
+            (0.001, 1000),
+            (math.nan, 5000),
+            Verdict.NOT_APPLICABLE,
             "vs-stable: not applicable: baseline error ratio is NaN (5,000 requests) over 5m; "
             "the absolute gates judge the candidate",
             id="nan-baseline-with-traffic-says-nan-not-too-little-traffic",
         ),
         pytest.param(
-            BASELINE, (0.04, 1000), (0.03, 1000), Verdict.PASS,
+            BASELINE,
+            (0.04, 1000),
+            (0.03, 1000),
+            Verdict.PASS,
             "vs-stable: candidate error ratio 4% is 1 points above baseline 3% "
             "(<= 1 points allowed) over 5m (1,000 requests vs 1,000)",
             id="increase-equal-to-the-limit-passes-without-float-drift",
         ),
         pytest.param(
-            BASELINE, None, (0.0, 1000), Verdict.INCONCLUSIVE,
-            "vs-stable: no candidate data over 5m", id="missing-candidate-inconclusive",
+            BASELINE,
+            None,
+            (0.0, 1000),
+            Verdict.INCONCLUSIVE,
+            "vs-stable: no candidate data over 5m",
+            id="missing-candidate-inconclusive",
         ),
         pytest.param(
-            BASELINE, (0.5, 20), (0.0, 1000), Verdict.INCONCLUSIVE,
+            BASELINE,
+            (0.5, 20),
+            (0.0, 1000),
+            Verdict.INCONCLUSIVE,
             "vs-stable: too little traffic: 20 requests over 5m < 100 needed",
             id="thin-candidate-inconclusive",
         ),
         pytest.param(
-            LATENCY_BASELINE, (0.45, 500), (0.3, 500), Verdict.FAIL,
+            LATENCY_BASELINE,
+            (0.45, 500),
+            (0.3, 500),
+            Verdict.FAIL,
             "lat-vs-stable: candidate p95 latency 450ms is 150ms above baseline 300ms "
             "(> 100ms allowed) over 5m (500 requests vs 500)",
             id="latency-worse-than-allowed-fails",
         ),
         pytest.param(
-            LATENCY_BASELINE, (INF, 500), (INF, 500), Verdict.INCONCLUSIVE,
+            LATENCY_BASELINE,
+            (INF, 500),
+            (INF, 500),
+            Verdict.INCONCLUSIVE,
             "lat-vs-stable: candidate p95 latency +Inf and baseline +Inf cannot be compared "
             "over 5m",
             id="both-past-last-bucket-cannot-pass",
         ),
         pytest.param(
-            LATENCY_BASELINE, (INF, 500), (0.3, 500), Verdict.FAIL,
+            LATENCY_BASELINE,
+            (INF, 500),
+            (0.3, 500),
+            Verdict.FAIL,
             "lat-vs-stable: candidate p95 latency +Inf is +Inf above baseline 300ms "
             "(> 100ms allowed) over 5m (500 requests vs 500)",
             id="candidate-past-last-bucket-fails",
@@ -547,7 +795,9 @@ START = AT
 
 def _result(verdict: Verdict, minutes: float) -> GateResult:
     return GateResult(
-        gate="abort", verdict=verdict, reason="abort: no data over 2m",
+        gate="abort",
+        verdict=verdict,
+        reason="abort: no data over 2m",
         at=START + timedelta(minutes=minutes),
     )
 
@@ -558,17 +808,23 @@ INC, P, W, F = Verdict.INCONCLUSIVE, Verdict.PASS, Verdict.WARN, Verdict.FAIL
 @pytest.mark.parametrize(
     ("steps", "expected"),
     [
-        pytest.param([(INC, 1), (INC, 5), (INC, 10.9)], [INC, INC, INC],
-                     id="inconclusive-before-deadline-holds"),
-        pytest.param([(INC, 1), (INC, 6), (INC, 11)], [INC, INC, F],
-                     id="inconclusive-at-deadline-fails"),
+        pytest.param(
+            [(INC, 1), (INC, 5), (INC, 10.9)],
+            [INC, INC, INC],
+            id="inconclusive-before-deadline-holds",
+        ),
+        pytest.param(
+            [(INC, 1), (INC, 6), (INC, 11)], [INC, INC, F], id="inconclusive-at-deadline-fails"
+        ),
         pytest.param([(INC, 1), (INC, 20)], [INC, F], id="inconclusive-past-deadline-fails"),
         pytest.param(
-            [(INC, 1), (INC, 8), (P, 9), (INC, 10), (INC, 19)], [INC, INC, P, INC, INC],
+            [(INC, 1), (INC, 8), (P, 9), (INC, 10), (INC, 19)],
+            [INC, INC, P, INC, INC],
             id="pass-resets-the-clock",
         ),
         pytest.param(
-            [(INC, 1), (INC, 8), (W, 9), (INC, 10), (INC, 20)], [INC, INC, W, INC, F],
+            [(INC, 1), (INC, 8), (W, 9), (INC, 10), (INC, 20)],
+            [INC, INC, W, INC, F],
             id="warn-resets-the-clock-then-deadline-again",
         ),
         pytest.param([(F, 1), (F, 30)], [F, F], id="fail-passes-through"),
@@ -655,47 +911,63 @@ def test_decide(verdicts: list[Verdict], expected: Decision) -> None:
     ("buckets", "verdict", "reason", "value"),
     [
         pytest.param(
-            _b((0.1, 100), (0.25, 180), (INF, 200)), Verdict.INCONCLUSIVE,
+            _b((0.1, 100), (0.25, 180), (INF, 200)),
+            Verdict.INCONCLUSIVE,
             "latency: p95 latency above 250ms; the histogram cannot tell whether it is "
             "<= 500ms over 5m (200 requests; 90% at or under 250ms, the largest bucket bound; "
             "add a bucket at le=0.5)",
-            INF, id="threshold-in-inf-bucket-share-below-quantile-is-inconclusive",
+            INF,
+            id="threshold-in-inf-bucket-share-below-quantile-is-inconclusive",
         ),
         pytest.param(
-            _b((0.1, 100), (0.25, 192), (INF, 200)), Verdict.PASS,
+            _b((0.1, 100), (0.25, 192), (INF, 200)),
+            Verdict.PASS,
             "latency: p95 latency 247ms <= 500ms over 5m "
             "(200 requests; 96% at or under 250ms, the largest bucket bound)",
-            0.1 + 0.15 * (190 - 100) / 92, id="largest-bound-already-holds-the-quantile-passes",
+            0.1 + 0.15 * (190 - 100) / 92,
+            id="largest-bound-already-holds-the-quantile-passes",
         ),
         pytest.param(
-            _b((0.1, 100), (0.25, 190), (INF, 200)), Verdict.PASS,
+            _b((0.1, 100), (0.25, 190), (INF, 200)),
+            Verdict.PASS,
             "latency: p95 latency 250ms <= 500ms over 5m "
             "(200 requests; 95% at or under 250ms, the largest bucket bound)",
-            0.25, id="largest-bound-holding-exactly-the-quantile-passes",
+            0.25,
+            id="largest-bound-holding-exactly-the-quantile-passes",
         ),
         pytest.param(
-            _b((INF, 200),), Verdict.INCONCLUSIVE,
+            _b(
+                (INF, 200),
+            ),
+            Verdict.INCONCLUSIVE,
             "latency: p95 latency unknown; the histogram cannot tell whether it is <= 500ms "
             "over 5m (200 requests; no bucket below +Inf; add a bucket at le=0.5)",
-            None, id="only-an-inf-bucket-is-inconclusive",
+            None,
+            id="only-an-inf-bucket-is-inconclusive",
         ),
         pytest.param(
-            _b((0.1, 100), (0.25, 189), (0.5, 189), (INF, 200)), Verdict.FAIL,
+            _b((0.1, 100), (0.25, 189), (0.5, 189), (INF, 200)),
+            Verdict.FAIL,
             "latency: p95 latency above 500ms > 500ms over 5m "
             "(200 requests; 94.5% at or under 500ms)",
-            INF, id="threshold-on-the-largest-bound-is-exact-and-fails",
+            INF,
+            id="threshold-on-the-largest-bound-is-exact-and-fails",
         ),
         pytest.param(
-            _b((0.1, 185), (1.0, 200), (INF, 200)), Verdict.PASS,
+            _b((0.1, 185), (1.0, 200), (INF, 200)),
+            Verdict.PASS,
             "latency: p95 latency 400ms <= 500ms over 5m "
             "(200 requests; 95.83% at or under 500ms, interpolated)",
-            0.4, id="threshold-inside-a-finite-bucket-is-interpolated",
+            0.4,
+            id="threshold-inside-a-finite-bucket-is-interpolated",
         ),
         pytest.param(
-            _b((0.25, 150), (1.0, 200), (INF, 200)), Verdict.FAIL,
+            _b((0.25, 150), (1.0, 200), (INF, 200)),
+            Verdict.FAIL,
             "latency: p95 latency 850ms > 500ms over 5m "
             "(200 requests; 83.33% at or under 500ms, interpolated)",
-            0.85, id="interpolated-share-below-the-quantile-fails",
+            0.85,
+            id="interpolated-share-below-the-quantile-fails",
         ),
     ],
 )
@@ -730,13 +1002,25 @@ def test_share_at_or_under(bound: float, share: float, exact: bool) -> None:
     [
         pytest.param(0.5, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.1, id="on-a-bound"),
         pytest.param(0.7, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.175, id="interpolated"),
-        pytest.param(0.25, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.05,
-                     id="first-bucket-from-zero"),
+        pytest.param(
+            0.25, _b((0.1, 100), (0.25, 180), (INF, 200)), 0.05, id="first-bucket-from-zero"
+        ),
         # histogram_quantile says 0.25 here; the quantile is only known to be above it.
-        pytest.param(0.95, _b((0.1, 100), (0.25, 180), (INF, 200)), INF,
-                     id="rank-in-the-inf-bucket-is-above-the-largest-bound"),
+        pytest.param(
+            0.95,
+            _b((0.1, 100), (0.25, 180), (INF, 200)),
+            INF,
+            id="rank-in-the-inf-bucket-is-above-the-largest-bound",
+        ),
         # histogram_quantile says NaN for fewer than two buckets.
-        pytest.param(0.95, _b((INF, 200),), NAN, id="only-an-inf-bucket-is-unknown"),
+        pytest.param(
+            0.95,
+            _b(
+                (INF, 200),
+            ),
+            NAN,
+            id="only-an-inf-bucket-is-unknown",
+        ),
     ],
 )
 def test_quantile_from_buckets(q: float, buckets: Buckets, expected: float) -> None:
