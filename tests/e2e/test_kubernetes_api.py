@@ -6,12 +6,12 @@ import time
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.testbed import ClusterBed
 
 
-def wait_until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def wait_until(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -57,21 +57,20 @@ def test_deployment_of_three_replicas_gets_three_ready_pods(
         ready = [
             p
             for p in pods
-            if p.status.phase == "Running"
+            if p.status is not None
+            and p.status.phase == "Running"
             and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
         ]
         return ready if len(ready) == 3 else []
 
     pods = wait_until(ready_pods, 60, "3 ready pods of deployment web")
-    status = wait_until(
-        lambda: (
-            (s := apps.read_namespaced_deployment_status("web", namespace).status).ready_replicas
-            == 3
-            and s
-        ),
-        30,
-        "deployment web to report 3 ready replicas",
-    )
+
+    def reports_three_ready() -> client.V1DeploymentStatus | None:
+        s = apps.read_namespaced_deployment_status("web", namespace).status
+        assert s is not None
+        return s if s.ready_replicas == 3 else None
+
+    status = wait_until(reports_three_ready, 30, "deployment web to report 3 ready replicas")
     assert status.available_replicas == 3
     assert {p.spec.node_name for p in pods} <= {"kwok-node-0", "kwok-node-1"}
 
@@ -92,7 +91,9 @@ def test_service_selector_patch_reads_back(kube: client.ApiClient, namespace: st
     core.patch_namespaced_service("shop", namespace, {"spec": {"selector": {"track": "canary"}}})
 
     service = core.read_namespaced_service("shop", namespace)
+    assert service.spec is not None
     assert service.spec.selector == {"app": "shop", "track": "canary"}
+    assert service.spec.cluster_ip is not None
     assert service.spec.cluster_ip.startswith("10.96.")
 
 
@@ -147,7 +148,7 @@ def test_token_bound_to_a_narrow_role_is_refused_outside_it(
         assert caught.value.status == 403, f"{what}: {caught.value.status} {caught.value.reason}"
 
 
-def _allowed(call) -> bool:  # type: ignore[no-untyped-def]
+def _allowed(call) -> bool:
     try:
         call()
     except ApiException as exc:

@@ -17,10 +17,12 @@ def wait_for_phase(
     deadline = time.monotonic() + 60
     while True:
         pod = core.read_namespaced_pod(name, namespace)
-        if pod.status.phase in phases:
+        assert pod.status is not None
+        phase = pod.status.phase
+        if phase is not None and phase in phases:
             return pod
         if time.monotonic() > deadline:
-            pytest.fail(f"pod {namespace}/{name} still {pod.status.phase} after 60s")
+            pytest.fail(f"pod {namespace}/{name} still {phase} after 60s")
         time.sleep(0.25)
 
 
@@ -56,8 +58,11 @@ def test_workflow_labelled_pod_runs_locally_and_reports_its_exit_code(
     core.create_namespaced_pod(namespace, pod)
     finished = wait_for_phase(core, namespace, "step", {"Succeeded", "Failed"})
 
+    assert finished.status is not None
     assert finished.status.phase == "Failed"
+    assert finished.status.container_statuses is not None
     (main,) = finished.status.container_statuses
+    assert main.state is not None and main.state.terminated is not None
     assert main.state.terminated.exit_code == 3
     assert marker.read_text() == "hello from step\n"
 
@@ -83,6 +88,7 @@ def test_ordinary_pod_is_made_running_by_kwok_without_running_anything(
     core.create_namespaced_pod(namespace, pod)
     running = wait_for_phase(core, namespace, "plain", {"Running"})
 
+    assert running.status is not None and running.status.container_statuses is not None
     assert running.status.container_statuses[0].ready is True
     time.sleep(1)
     assert not marker.exists()

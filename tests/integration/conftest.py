@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ HISTORY_MINUTES = 30
 HEALTHY = Traffic(rps=20, errors=0.005, client_errors=0.10)
 
 
-def _scenarios() -> dict[str, object]:
+def _scenarios() -> dict[str, Callable[[float], Traffic]]:
     return {
         "healthy": lambda t: HEALTHY,
         "errors6": lambda t: Traffic(rps=20, errors=0.06, client_errors=0.10),
@@ -32,7 +32,7 @@ def _scenarios() -> dict[str, object]:
 def history_start() -> datetime:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     # Far enough back that the whole range is history, close enough to stay in retention.
-    return now.replace(minute=0) - __import__("datetime").timedelta(hours=3)
+    return now.replace(minute=0) - timedelta(hours=3)
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +41,7 @@ def history_prometheus(
 ) -> Iterator[PrometheusServer]:
     data = tmp_path_factory.mktemp("prom-history") / "data"
     t0 = history_start.timestamp()
-    parts = [
-        series(app, "v2", t0, HISTORY_MINUTES * 60, fn)  # type: ignore[arg-type]
-        for app, fn in _scenarios().items()
-    ]
+    parts = [series(app, "v2", t0, HISTORY_MINUTES * 60, fn) for app, fn in _scenarios().items()]
     parts.append(series("healthy", "v1", t0 - 600, HISTORY_MINUTES * 60 + 600, lambda t: HEALTHY))
     backfill(data, openmetrics(parts))
     with prometheus(data_dir=data, scrape_interval="15s") as server:

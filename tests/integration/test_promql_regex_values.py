@@ -18,7 +18,7 @@ from gates.evaluate import GateEvaluator, Release
 from gates.prometheus import PrometheusProvider
 from gates.promql import render
 from gates.provider import Subject
-from gates.spec import GateSet, GateSpec
+from gates.spec import Comparison, GateSet, GateSpec
 from tests.support.prom import backfill, prometheus
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,7 @@ def test_custom_gate_with_a_regex_matcher_judges_the_candidate_alone(
     gate = GateSpec(
         name="volume",
         query='sum(increase(http_requests_total{app="$app", version=~"$version"}[$window]))',
-        comparison=">",
+        comparison=Comparison.GT,
         threshold=own * 1.5,
         window=WINDOW_S,
     )

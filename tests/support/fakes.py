@@ -95,7 +95,7 @@ class FakeProvider:
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime
     ) -> dict[Subject, Buckets]:
         self.calls += 1
-        out = {}
+        out: dict[Subject, Buckets] = {}
         for s in subjects:
             c = self.traffic(s, at - timedelta(seconds=window_s), at)
             if c is not None:

@@ -61,6 +61,9 @@ class FakeProvider:
     def scrape_interval(self) -> float | None:
         return self.scrape_s
 
+    def scrape_interval_for(self, profile: Profile, subject: Subject) -> float | None:
+        return self.scrape_interval()
+
     def scraped(self, endpoints: Sequence[str], at: datetime) -> dict[str, bool]:
         self._record(Call("scraped", at=at))
         return {e: True for e in endpoints}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 
 from gatekeeper.domain.verdicts import Verdict
 from gates.evaluate import GateEvaluator, Release
-from gates.provider import Counts, Subject
+from gates.provider import Counts, LabeledValue, Subject
 from gates.spec import GateSet, parse_gate_set
 from tests.support.fakes import T0, FakeProvider
 
@@ -18,7 +19,9 @@ BASELINE = Subject("shop", "v1")
 AT = T0 + timedelta(minutes=30)
 
 
-def noisy(ratios: dict[str, float], seed: int = 3):
+def noisy(
+    ratios: dict[str, float], seed: int = 3
+) -> Callable[[Subject, datetime, datetime], Counts]:
     """Per-interval error ratios around each version's mean, deterministic."""
 
     def fn(s: Subject, start: datetime, end: datetime) -> Counts:
@@ -114,12 +117,12 @@ def test_mann_whitney_without_candidate_traffic_is_inconclusive_not_not_applicab
 class SeriesByVersion(FakeProvider):
     """Answers a custom query with the series of the version named in its text."""
 
-    def __init__(self, by_version: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    def __init__(self, by_version: dict[str, list[LabeledValue]]) -> None:
         super().__init__(lambda s, a, b: None)
         self.by_version = by_version
         self.promql: list[str] = []
 
-    def query(self, promql: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+    def query(self, promql: str, at: datetime) -> list[LabeledValue]:
         self.promql.append(promql)
         kind = "requests" if promql.startswith("sum by (pod) (increase(") else "ratio"
         version = "v2" if 'version="v2"' in promql else "v1"

@@ -218,4 +218,4 @@ def test_a_state_built_in_code_takes_the_current_format(tmp_path: Path) -> None:
 def test_records_are_frozen() -> None:
     rec = RouterRecord(pid=1, port=2, admin_port=3)
     with pytest.raises(ValueError):
-        rec.pid = 4  # type: ignore[misc]
+        rec.pid = 4

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.domain.templates import check_template
 from gates.promql import (
-    check_template,
     escape_regex,
     escape_string,
     matcher,

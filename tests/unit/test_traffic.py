@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from gatekeeper.engine.runner import validate
 from gatekeeper.targets.routers.factory import ability_for
 
 
-def _spec(strategy: dict[str, object], router: str | None = None, replicas: int = 3):
+def _spec(strategy: Mapping[str, object], router: str | None = None, replicas: int = 3):
     target: dict[str, object] = {"type": "local"}
     if router is not None:
         target = {"type": "kubernetes", "router": router, "replicas": replicas}
@@ -68,7 +69,7 @@ ROLLING = {"type": "rolling", "batches": [25, 50, 75, 100]}
     ],
 )
 def test_plan_is_checked_against_the_router(
-    strategy: dict[str, object], router: str | None, replicas: int, refusal: str | None
+    strategy: Mapping[str, object], router: str | None, replicas: int, refusal: str | None
 ) -> None:
     spec = parse_release(_spec(strategy, router, replicas))
     if refusal is None:
