@@ -7,15 +7,14 @@ count, e.g. "abort: error ratio 6.1% > 5% over 2m (2,412 requests)".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from statistics import NormalDist
 
 from gatekeeper.domain.durations import human_duration
-from gatekeeper.domain.verdicts import GateResult, Verdict, worst
+from gatekeeper.domain.verdicts import GateResult, Verdict
 
-from .grid import to_ms
 from .provider import Buckets, Counts
 from .spec import Comparison, GateSpec, Metric, NoData
 
@@ -239,7 +238,7 @@ class Sequential:
 
     @property
     def text(self) -> str:
-        """``lower bound 4.98%, sequential boundary 98.74% for 108 requests``."""
+        """``lower bound 4.35%, sequential boundary 99.38% for 108 requests``."""
         text = f"{'upper' if self.upper else 'lower'} bound {fmt_pct(self.bound)}"
         if self.requests < SEQUENTIAL_REQUESTS:
             text += f", sequential boundary {fmt_pct(self.level)} for {fmt_requests(self.requests)}"
@@ -393,236 +392,3 @@ def judge_latency(
         window_s=window_s,
         requests=requests,
     )
-
-
-def judge_series(
-    gate: GateSpec,
-    series: Sequence[tuple[Mapping[str, str], float]],
-    requests: float | None,
-    at: datetime,
-    window_s: float,
-) -> GateResult:
-    """A custom query's vector: each series is judged on its own and the worst one decides."""
-    if not series:
-        return no_data(gate, at, window_s)
-    if requests is not None and _too_little(gate, requests):
-        return _little_traffic(gate, at, window_s, requests, {})
-    multi = len(series) > 1
-    results = [
-        _compare(gate, value, at, window_s, requests, labels if multi else {})
-        for labels, value in series
-    ]
-    verdict = worst(r.verdict for r in results)
-    chosen = next(r for r in results if r.verdict is verdict)
-    if multi:
-        bad = sum(1 for r in results if r.verdict is verdict)
-        return _result(
-            gate,
-            verdict,
-            f"{chosen.reason.split(': ', 1)[1]}; {bad} of {len(results)} series {verdict.value}",
-            at,
-            value=chosen.value,
-            window_s=window_s,
-            requests=requests,
-            labels=chosen.labels,
-        )
-    return chosen
-
-
-def judge_sustained(
-    gate: GateSpec,
-    points: Sequence[tuple[datetime, Counts]],
-    at: datetime,
-    window_s: float,
-    confirm: Counts | None = None,
-) -> GateResult:
-    """Error ratio above the threshold that has held for ``sustained_for``.
-
-    ``points`` are window ratios sampled over ``[at - sustained_for, at]`` on a grid that
-    ends at ``at``; ``confirm`` the counts over ``confirm_window`` ending at ``at``.
-
-    * A point with too little traffic or no data is a gap: it neither breaks nor proves
-      the streak; only a healthy point resets it (a Prometheus `for:` resets on a gap).
-    * Coverage: each point judges the window that ends at it, so breaching points at
-      most one window apart leave no moment of the streak unjudged. A wider gap between
-      two breaching points is a stretch nobody saw: the streak restarts after it, so a
-      handful of points cannot stand for 15 minutes of evidence.
-    * Held long enough, the breach must be confirmed over ``confirm_window`` with a
-      significant ratio (the one-sided Wilson bound at the gate's ``confidence`` past the
-      threshold) before it fails; until then it warns.
-
-    Times are compared in whole milliseconds, so "held 15m" on a grid is exactly 15m.
-    """
-    at_ms = to_ms(at)
-    window_ms = round(window_s * 1000)
-    by_time = sorted(((to_ms(t), c) for t, c in points), key=lambda p: p[0])
-    current = by_time[-1] if by_time and by_time[-1][0] >= at_ms - 1 else None
-    if current is None:
-        return no_data(gate, at, window_s)
-    counts = current[1]
-    if _too_little(gate, counts.requests):
-        return _little_traffic(gate, at, window_s, counts.requests, {})
-    assert gate.threshold is not None
-    ratio = error_ratio(counts)
-    if not gate.comparison.breaches(ratio, gate.threshold):
-        return _compare(gate, ratio, at, window_s, counts.requests, {})
-    breach_start = latest = current[0]
-    for t, c in reversed(by_time[:-1]):
-        if _too_little(gate, c.requests):
-            continue
-        if not gate.comparison.breaches(error_ratio(c), gate.threshold):
-            break
-        if latest - t > window_ms:
-            break  # an unjudged stretch: the evidence restarts after it
-        breach_start = latest = t
-    held_ms = at_ms - breach_start
-    held = held_ms / 1000
-    op = gate.comparison.value
-    head = (
-        f"{gate.subject} {fmt_pct(ratio)} {op} {fmt_pct(gate.threshold)} over "
-        f"{human_duration(window_s)} ({fmt_requests(counts.requests)})"
-    )
-
-    def warn(text: str) -> GateResult:
-        return _result(
-            gate,
-            Verdict.WARN,
-            f"{head}, {text}",
-            at,
-            value=ratio,
-            window_s=window_s,
-            requests=counts.requests,
-        )
-
-    if held_ms < round(gate.sustained_for * 1000):
-        return warn(f"held {human_duration(held)} of {human_duration(gate.sustained_for)}")
-    confirm_text = human_duration(gate.confirm_s)
-    if confirm is None or _too_little(gate, confirm.requests):
-        return warn(
-            f"held {human_duration(held)}; not confirmed over {confirm_text} (too little data)"
-        )
-    confirmed = error_ratio(confirm)
-    if not gate.comparison.breaches(confirmed, gate.threshold):
-        return warn(
-            f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
-            "does not confirm"
-        )
-    if gate.confidence:
-        upper = gate.comparison in (Comparison.LT, Comparison.LE)
-        bound = wilson_bound(confirm.errors, confirm.requests, gate.confidence, upper=upper)
-        if not gate.comparison.breaches(bound, gate.threshold):
-            return warn(
-                f"held {human_duration(held)}; {fmt_pct(confirmed)} over {confirm_text} "
-                f"({fmt_requests(confirm.requests)}) is not significant at "
-                f"{fmt_pct(gate.confidence)} ({'upper' if upper else 'lower'} bound "
-                f"{fmt_pct(bound)})"
-            )
-    return _result(
-        gate,
-        Verdict.FAIL,
-        f"{head}, held {human_duration(held)} (>= {human_duration(gate.sustained_for)}); "
-        f"{fmt_pct(confirmed)} over {confirm_text} ({fmt_requests(confirm.requests)})",
-        at,
-        value=ratio,
-        window_s=window_s,
-        requests=counts.requests,
-    )
-
-
-def judge_baseline(
-    gate: GateSpec,
-    candidate: tuple[float, float] | None,
-    baseline: tuple[float, float] | None,
-    at: datetime,
-    window_s: float,
-) -> GateResult:
-    """candidate <= baseline + max_increase, both measured over the same window.
-
-    Each side is (value, requests); ``min_requests`` applies to both. Only the
-    candidate's lack of data holds the release (and fails closed at the deadline): a
-    baseline with too little traffic (stable takes none at 100%) or no usable value
-    makes the gate *not applicable*, and a baseline worse than the candidate never
-    fails it; the absolute gates judge the candidate on their own.
-    """
-    assert gate.max_increase is not None
-    if candidate is None:
-        return no_data(gate, at, window_s, "no candidate data")
-    value, requests = candidate
-    if _too_little(gate, requests):
-        return _little_traffic(gate, at, window_s, requests, {})
-    over = f"over {human_duration(window_s)}"
-    if math.isnan(value):
-        return _result(
-            gate,
-            Verdict.INCONCLUSIVE,
-            f"candidate {gate.subject} is NaN {over} ({fmt_requests(requests)})",
-            at,
-            value=value,
-            window_s=window_s,
-            requests=requests,
-        )
-    why = _baseline_unusable(gate, baseline)
-    if why is not None:
-        return _result(
-            gate,
-            Verdict.NOT_APPLICABLE,
-            f"not applicable: {why} {over}; the absolute gates judge the candidate",
-            at,
-            value=value,
-            window_s=window_s,
-            requests=requests,
-        )
-    assert baseline is not None
-    base_value, base_requests = baseline
-    increase = value - base_value
-    if math.isnan(increase):
-        return _result(
-            gate,
-            Verdict.INCONCLUSIVE,
-            f"candidate {gate.subject} {fmt_value(gate, value)} and baseline "
-            f"{fmt_value(gate, base_value)} cannot be compared {over}",
-            at,
-            value=value,
-            window_s=window_s,
-            requests=requests,
-        )
-    # 0.04 - 0.03 is 0.010000000000000002: an increase equal to the limit is allowed.
-    breach = increase > gate.max_increase and not math.isclose(
-        increase, gate.max_increase, rel_tol=1e-9, abs_tol=1e-12
-    )
-    points = gate.metric is Metric.ERROR_RATIO
-    limit = _increase_text(gate, gate.max_increase, points)
-    shown = _increase_text(gate, abs(increase), points)
-    direction = "above" if increase >= 0 else "below"
-    text = (
-        f"candidate {gate.subject} {fmt_value(gate, value)} is {shown} {direction} baseline "
-        f"{fmt_value(gate, base_value)} ({'>' if breach else '<='} {limit} allowed) {over} "
-        f"({fmt_requests(requests)} vs {base_requests:,.0f})"
-    )
-    return _result(
-        gate,
-        Verdict.FAIL if breach else Verdict.PASS,
-        text,
-        at,
-        value=value,
-        window_s=window_s,
-        requests=requests,
-    )
-
-
-def _baseline_unusable(gate: GateSpec, baseline: tuple[float, float] | None) -> str | None:
-    """Why the baseline cannot be compared with, in words; None when it can."""
-    if baseline is None:
-        return "no baseline data"
-    base_value, base_requests = baseline
-    if math.isnan(base_requests) or base_requests < gate.min_requests or base_requests <= 0:
-        shown = "NaN" if math.isnan(base_requests) else f"{base_requests:,.0f}"
-        return f"baseline has too little traffic ({shown} requests < {gate.min_requests:,})"
-    if math.isnan(base_value):
-        return f"baseline {gate.subject} is NaN ({fmt_requests(base_requests)})"
-    return None
-
-
-def _increase_text(gate: GateSpec, amount: float, points: bool) -> str:
-    text = fmt_value(gate, amount)
-    return text.replace("%", " points") if points else text

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from gatekeeper.domain.verdicts import Decision, Verdict
+from gatekeeper.domain.verdicts import Decision, GateResult, Verdict
+from gates import verdict
 from gates.backtest import backtest
 from gates.evaluate import GateEvaluator, Release
 from gates.prometheus import PrometheusProvider
@@ -86,3 +87,57 @@ def test_the_window_alone_only_warns_on_the_same_history(
     assert not any(r.verdict is Verdict.FAIL for r in abort)
     assert any(r.verdict is Verdict.WARN and "not significant" in r.reason for r in abort)
     assert result.decision is Decision.HOLD
+
+
+# A healthy 1% candidate at 1 request/s now and then shows a 2m cluster like 10 5xx in 108
+# requests (Wilson lower bound 5.6% at a fixed 95%): the sequential boundary asks 12.
+CLUSTER = Subject("cluster1", "v2")
+CLUSTER_FROM_S, CLUSTER_TO_S = 300, 420
+
+
+def _cluster_traffic(t: float) -> Traffic:
+    inside = CLUSTER_FROM_S < t <= CLUSTER_TO_S
+    return Traffic(rps=0.9, errors=10 / 108 if inside else 0.01, client_errors=0.10)
+
+
+@pytest.fixture(scope="module")
+def cluster_prometheus(
+    history_start: datetime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    data = tmp_path_factory.mktemp("prom-abort-cluster") / "data"
+    backfill(
+        data,
+        openmetrics([series("cluster1", "v2", history_start.timestamp(), 900, _cluster_traffic)]),
+    )
+    with prometheus(data_dir=data, scrape_interval="15s") as server:
+        yield server
+
+
+def test_a_healthy_candidates_2m_cluster_warns_and_never_aborts(
+    cluster_prometheus: PrometheusServer, history_start: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = PrometheusProvider(cluster_prometheus.url)
+    try:
+
+        def run() -> list[GateResult]:
+            result = backtest(
+                GateEvaluator(default_gates(), provider),
+                Release(candidate=CLUSTER, started=history_start),
+                history_start + timedelta(minutes=12),
+                timedelta(seconds=15),
+            )
+            return [r for r in result.timeline if r.gate == "abort"]
+
+        abort = run()
+        assert not any(r.verdict is Verdict.FAIL for r in abort)
+        warned = [r for r in abort if r.verdict is Verdict.WARN]
+        assert warned and all("sequential boundary" in r.reason for r in warned)
+        assert (
+            "abort: error ratio 9.26% > 5% over 2m (108 requests); not significant at 95% "
+            "(lower bound 4.35%, sequential boundary 99.38% for 108 requests)"
+        ) in [r.reason for r in warned]
+        # The same history at a fixed 95% per look aborts: the boundary is what holds it.
+        monkeypatch.setattr(verdict, "SEQUENTIAL_REQUESTS", 1)
+        assert any(r.verdict is Verdict.FAIL for r in run())
+    finally:
+        provider.close()

@@ -10,6 +10,9 @@ from statistics import NormalDist
 import pytest
 
 from gatekeeper.domain.verdicts import Decision, GateResult, Verdict, decide, worst
+from gates.kinds.baseline import judge_baseline
+from gates.kinds.custom import judge_series
+from gates.kinds.sustained import judge as judge_sustained
 from gates.provider import Buckets, Counts
 from gates.spec import Comparison, GateSpec, Kind, Metric, NoData, default_gates
 from gates.tracker import InconclusiveTracker
@@ -18,11 +21,8 @@ from gates.verdict import (
     fmt_pct,
     fmt_requests,
     fmt_seconds,
-    judge_baseline,
     judge_error_ratio,
     judge_latency,
-    judge_series,
-    judge_sustained,
     provider_error,
     quantile_from_buckets,
     sequential_bound,
