@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from gatekeeper.domain.exits import Exit
+
 app = typer.Typer(
     name="gatekeeper",
     help="Release gatekeeper: progressive delivery with metric gates and automatic rollback.",
@@ -15,8 +17,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_PROMOTED = 0
-EXIT_ERROR = 1
-EXIT_INVALID = 2
-EXIT_ROLLED_BACK = 3
-EXIT_HELD = 4
+# The codes are written once, in the domain; these names are the CLI's.
+EXIT_PROMOTED = Exit.PROMOTED
+EXIT_ERROR = Exit.ERROR
+EXIT_INVALID = Exit.INVALID
+EXIT_ROLLED_BACK = Exit.ROLLED_BACK
+EXIT_HELD = Exit.STOPPED

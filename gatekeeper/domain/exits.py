@@ -6,8 +6,10 @@ Scripts and Argo's retryStrategy act on them; the README has the same tables.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from .release import Phase
+if TYPE_CHECKING:  # the CLI reads these codes without loading the models
+    from .release import Phase
 
 
 class Exit(IntEnum):
@@ -24,6 +26,8 @@ class Exit(IntEnum):
 
 def for_phase(phase: Phase) -> Exit:
     """The exit code of `gatekeeper run` for the phase a release ended in."""
+    from .release import Phase
+
     return {
         Phase.PROMOTED: Exit.PROMOTED,
         Phase.ROLLED_BACK: Exit.ROLLED_BACK,
