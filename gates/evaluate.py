@@ -6,23 +6,21 @@ tick for all subjects (``sum by`` the profile's identity labels), not one per re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
 from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
-from gatekeeper.domain.verdicts import GateResult, Verdict
+from gatekeeper.domain.verdicts import GateResult
 
 from . import kinds
 from . import verdict as v
-from .evidence import judge_accumulated
-from .grid import floor_ms, grid
-from .kinds.baseline import judge_baseline
+from .grid import floor_ms
 from .profiles import Profile, get_profile
-from .provider import Buckets, Counts, Provider, Subject
-from .spec import GateSet, GateSpec, Kind, Metric
+from .provider import Provider, Subject
+from .spec import GateSet, GateSpec, Kind
 
 # Slices per gate window for the evidence since a breach began: 15s for the built-in 2m.
 EVIDENCE_SLICES = 8
@@ -138,108 +136,7 @@ class GateEvaluator:
         """The gate's window, clipped to the time since the release started."""
         return min(gate.window, (at - r.started).total_seconds())
 
-    def instant(
-        self, gate: GateSpec, live: Sequence[Release], at: datetime
-    ) -> dict[Subject, GateResult]:
-        # Releases sharing a clipped window share one query.
-        by_window: dict[float, list[Release]] = {}
-        for r in live:
-            by_window.setdefault(round(self.window(gate, r, at), 3), []).append(r)
-        results: dict[Subject, GateResult] = {}
-        for window, group in by_window.items():
-            subjects = sorted(
-                {r.candidate for r in group} | {r.baseline for r in group if r.baseline}
-            )
-            figures = self._figures(gate, subjects, window, at)
-            for r in group:
-                results[r.candidate] = self._judge_instant(gate, r, figures, window, at)
-            results.update(self._accumulate(gate, group, results, at))
-        return results
-
-    def _accumulate(
-        self,
-        gate: GateSpec,
-        group: Sequence[Release],
-        results: Mapping[Subject, GateResult],
-        at: datetime,
-    ) -> dict[Subject, GateResult]:
-        """Warnings re-judged on the counts since the breach began (gates/evidence.py).
-
-        One range query of slices for the group, and only when one of its releases warns:
-        a healthy tick costs nothing more.
-        """
-        if (
-            not gate.evidence_window
-            or not gate.confidence
-            or gate.metric is not Metric.ERROR_RATIO
-            or gate.kind is not Kind.THRESHOLD
-        ):
-            return {}
-        warning = [r for r in group if results[r.candidate].verdict is Verdict.WARN]
-        if not warning:
-            return {}
-        lookback = min(gate.evidence_window, max((at - r.started).total_seconds() for r in warning))
-        # Each slice is an increase() of its own: it must hold two samples, like a window.
-        slice_s = max(gate.window / EVIDENCE_SLICES, 2 * (self._scrape_s or 0.0))
-        span = grid(at, max(0.0, lookback - slice_s), slice_s)
-        self.queries += 1
-        series = self.provider.counts_range(
-            self.profile,
-            [r.candidate for r in warning],
-            span.step_s,
-            span.start,
-            span.end,
-            span.step_s,
-        )
-        return {
-            r.candidate: judge_accumulated(
-                gate,
-                results[r.candidate],
-                [(t, c) for t, c in series.get(r.candidate, []) if t > r.started],
-                span.end,
-                span.step_s,
-            )
-            for r in warning
-        }
-
     @cached_property
-    def _scrape_s(self) -> float | None:
+    def scrape_s(self) -> float | None:
         """Read once, when evidence is first gathered; None: not known."""
         return self.provider.scrape_interval()
-
-    def _figures(
-        self, gate: GateSpec, subjects: Sequence[Subject], window: float, at: datetime
-    ) -> Mapping[Subject, Counts | Buckets]:
-        self.queries += 1
-        if gate.metric is Metric.LATENCY:
-            return self.provider.buckets(self.profile, subjects, window, at)
-        return self.provider.counts(self.profile, subjects, window, at)
-
-    def _judge_instant(
-        self,
-        gate: GateSpec,
-        r: Release,
-        figures: Mapping[Subject, Counts | Buckets],
-        window: float,
-        at: datetime,
-    ) -> GateResult:
-        cand = figures.get(r.candidate)
-        if gate.kind is Kind.BASELINE:
-            if r.baseline is None:
-                return v.not_applicable(gate, at, window, "no baseline version named")
-            base = figures.get(r.baseline)
-            return judge_baseline(gate, _value(gate, cand), _value(gate, base), at, window)
-        if gate.metric is Metric.LATENCY:
-            return v.judge_latency(gate, cand if isinstance(cand, tuple) else None, at, window)
-        return v.judge_error_ratio(gate, cand if isinstance(cand, Counts) else None, at, window)
-
-
-def _value(gate: GateSpec, fig: Counts | Buckets | None) -> tuple[float, float] | None:
-    """(value, requests) of one side of a baseline comparison."""
-    if fig is None:
-        return None
-    if isinstance(fig, Counts):
-        return v.error_ratio(fig), fig.requests
-    if not fig:
-        return None
-    return v.quantile_from_buckets(gate.quantile, fig), fig[-1][1]

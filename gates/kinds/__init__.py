@@ -15,7 +15,7 @@ from gatekeeper.domain.verdicts import GateResult
 
 from ..provider import Subject
 from ..spec import GateSpec, Kind
-from . import custom, mann_whitney, sustained
+from . import custom, instant, mann_whitney, sustained
 
 if TYPE_CHECKING:
     from ..evaluate import GateEvaluator, Release
@@ -25,19 +25,12 @@ KindFn = Callable[
 ]
 
 
-def _instant(
-    ev: GateEvaluator, gate: GateSpec, live: Sequence[Release], at: datetime
-) -> dict[Subject, GateResult]:
-    """Threshold (error ratio, latency) and baseline gates: one instant query per window."""
-    return ev.instant(gate, live, at)
-
-
 KINDS: dict[str, KindFn] = {
     "custom": custom.evaluate,
     "sustained": sustained.evaluate,
     Kind.MANN_WHITNEY.value: mann_whitney.evaluate,
-    Kind.THRESHOLD.value: _instant,
-    Kind.BASELINE.value: _instant,
+    Kind.THRESHOLD.value: instant.evaluate,
+    Kind.BASELINE.value: instant.evaluate,
 }
 
 
