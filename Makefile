@@ -46,3 +46,5 @@ bench: install-dev  ## benchmarks (on demand, not in CI)
 	scripts/test-deps
 	$(BIN)/python bench/gate_eval.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/abort_delay.py
+	$(BIN)/python bench/cli_start.py
