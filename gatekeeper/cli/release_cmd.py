@@ -189,7 +189,7 @@ def history_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Past and current releases, newest first."""
-    from gatekeeper.engine.control import history
+    from gatekeeper.engine.history import history
 
     rows = history(app_name, db)
     if as_json:

@@ -13,7 +13,7 @@ from gatekeeper.store.base import Approval, Event
 from gatekeeper.store.factory import open_store
 from strategies.render import plan_json, plan_rows
 
-__all__ = ["abort_release", "approve", "history", "plan_json", "plan_rows"]
+__all__ = ["abort_release", "approve", "full_history", "plan_json", "plan_rows"]
 
 
 def _now() -> datetime:
@@ -98,7 +98,8 @@ def abort_release(
         store.close()
 
 
-def history(app: str | None, db_url: str | None) -> list[dict[str, Any]]:
+def full_history(app: str | None, db_url: str | None) -> list[dict[str, Any]]:
+    """History through the full store (any database; migrates it first if needed)."""
     store = open_store(db_url)
     try:
         records = store.list_releases(app)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .base import Store
+if TYPE_CHECKING:  # `gatekeeper history` reads the default URL without loading the models
+    from .base import Store
 
 DB_URL_VAR = "GATEKEEPER_DB_URL"
 HOME_VAR = "GATEKEEPER_HOME"

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import text
 
-from gatekeeper.store import schema as schema_module
+from gatekeeper.store import heads as heads_module
 from gatekeeper.store.sql import MIGRATIONS, SqlStore, script_heads
 
 
@@ -59,7 +59,7 @@ def test_the_heads_are_read_from_plain_literals_and_left_to_alembic_otherwise(
 ) -> None:
     for name, body in scripts.items():
         (tmp_path / name).write_text(body)
-    monkeypatch.setattr(schema_module, "VERSIONS", tmp_path)
+    monkeypatch.setattr(heads_module, "VERSIONS", tmp_path)
     assert script_heads() == heads
 
 
