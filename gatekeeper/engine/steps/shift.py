@@ -21,7 +21,8 @@ def shift(ctx: StepContext, weight: int, step: str, *, judged: bool = False) -> 
         return
     if weight > current and not judged:
         ctx.judge.require_fresh_pass(step)
-    ctx.router.set_weight(weight)
+    # A router that does not answer for a moment is retried (with backoff, for a minute).
+    ctx.retrying(lambda: ctx.router.set_weight(weight))
     if weight > 0:
         ctx.judge.gates.traffic_started(ctx.clock.now())
     ctx.recorder.event("shift", f"traffic: candidate {current}% -> {weight}%")

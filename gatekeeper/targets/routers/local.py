@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.domain.errors import StepFailed
+from gatekeeper.domain.errors import StepFailed, TemporaryError
 from gatekeeper.domain.traffic import RouterAbility, WeightRule
 
 from ..base import Target
@@ -25,9 +25,15 @@ class LocalRouter:
 
     def set_weight(self, weight: int) -> None:
         self.target.set_weight(weight)
-        if not self.verify_weight(weight):
+        state = self.target.state()
+        if state.details.get("router", "up") != "up":
+            raise TemporaryError(
+                f"router local: set the candidate to {weight}%, but its admin API did not "
+                "answer the read-back"
+            )
+        if state.candidate_weight != weight:
             raise StepFailed(
-                f"router local: the candidate's weight reads {self.weight()}% "
+                f"router local: the candidate's weight reads {state.candidate_weight}% "
                 f"after setting {weight}%"
             )
 
