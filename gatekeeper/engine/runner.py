@@ -12,9 +12,10 @@ from gatekeeper.domain.clock import SYSTEM_CLOCK
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput
 from gatekeeper.domain.exits import for_phase
 from gatekeeper.domain.plan import Plan, WaitForApproval
-from gatekeeper.domain.release import LocalTarget, Phase, ReleaseSpec
+from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.store.base import Approval, Event, Store
 from gatekeeper.store.factory import open_store
+from gatekeeper.targets.factory import workloads_for
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Provider, Subject
@@ -113,15 +114,8 @@ def _execute(
 
 
 def local_target(spec: ReleaseSpec, state_dir: Path) -> LocalProcessTarget:
-    """The one place the local target is built from a spec."""
-    from gatekeeper.targets.local.target import LocalProcessTarget
-
-    if not isinstance(spec.target, LocalTarget):
-        raise InvalidInput(
-            f"target.type {spec.target.type!r}: only the local target runs here; "
-            "the kubernetes target is not available yet"
-        )
-    return LocalProcessTarget(spec.app, state_dir, router_port=spec.target.router_port)
+    """The release's workloads (targets/factory.py builds them)."""
+    return workloads_for(spec, state_dir)
 
 
 def live_gates(
