@@ -66,7 +66,9 @@ def abort_release(
 ) -> str:
     """Stop a release: all traffic back to stable, phase aborted. A running `gatekeeper run`
     sees the phase within a second and ends with exit code 4."""
-    from .runner import local_target, target_dir
+    from gatekeeper.targets.factory import workloads_for
+
+    from .runner import target_dir
 
     store = open_store(db_url)
     try:
@@ -79,7 +81,7 @@ def abort_release(
         if spec.target.type == "local":
             folder = target_dir(spec, state_dir)
             if folder.exists():
-                target = local_target(spec, folder)
+                target = workloads_for(spec, folder)
                 try:
                     if not record.phase.final:
                         target.rollback()

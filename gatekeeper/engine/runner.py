@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from gatekeeper.targets.local.target import LocalProcessTarget
+    pass
 
 
 @dataclass
@@ -90,7 +90,7 @@ def _execute(
     sync: Callable[[list[str]], None],
     options: RunOptions,
 ) -> Outcome:
-    target = local_target(spec, state_dir)
+    target = workloads_for(spec, state_dir)
     try:
         clock = options.clock
         live = live_gates(spec, evaluator, record.created_at, clock)
@@ -111,11 +111,6 @@ def _execute(
         if options.shutdown_target:
             target.shutdown()
         target.close()
-
-
-def local_target(spec: ReleaseSpec, state_dir: Path) -> LocalProcessTarget:
-    """The release's workloads (targets/factory.py builds them)."""
-    return workloads_for(spec, state_dir)
 
 
 def live_gates(

@@ -28,6 +28,7 @@ from gatekeeper.domain.plan import Plan
 from gatekeeper.domain.release import Phase, ReleaseSpec, parse_release
 from gatekeeper.store.base import ReleaseRecord, Store
 from gatekeeper.store.factory import open_store
+from gatekeeper.targets.factory import workloads_for
 from gatekeeper.targets.routers.factory import router_for
 
 from .executor import ending, start_release
@@ -38,7 +39,6 @@ from .runner import (
     RunOptions,
     evaluator_for,
     live_gates,
-    local_target,
     provider_for,
     resolve_gates,
     target_dir,
@@ -151,7 +151,7 @@ def _context(
     provider, sync, close_provider = provider_for(spec, options, state_dir)
     try:
         evaluator = evaluator_for(spec, gate_set, provider)
-        target = local_target(spec, state_dir)
+        target = workloads_for(spec, state_dir)
         try:
             clock = options.clock
             gates = live_gates(spec, evaluator, record.created_at, clock)

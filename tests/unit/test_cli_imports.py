@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gatekeeper.domain.release import Phase
-from gatekeeper.store.base import ReleaseRecord
 from gatekeeper.store.factory import open_store
+from tests.unit.test_store import release
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,23 +100,7 @@ def test_history_of_a_store_at_the_head_of_the_migrations_loads_neither_sqlalche
     at = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     store = open_store(url)  # creates the schema: migrates to head
     try:
-        store.create_release(
-            ReleaseRecord(
-                release_id="shop-production-v2",
-                app="shop",
-                environment="production",
-                version="v2",
-                stable_version="v1",
-                strategy="canary",
-                expedited=False,
-                spec={},
-                plan={},
-                phase=Phase.PROMOTED,
-                reason="all gates passed",
-                created_at=at,
-                updated_at=at,
-            )
-        )
+        store.create_release(release("v2", phase=Phase.PROMOTED, at=at))
     finally:
         store.close()
     status, modules, output = probe("history", "--db", url)

@@ -20,8 +20,8 @@ from gatekeeper.domain.release import Phase
 from gatekeeper.domain.verdicts import GateResult, Verdict
 from gatekeeper.engine.executor import Outcome
 from gatekeeper.engine.runner import RunOptions
-from gatekeeper.store.base import ReleaseRecord
 from gatekeeper.store.factory import open_store
+from tests.unit.test_store import release
 
 # rich reads "[a-z0-9]" and "[bold]...[/bold]" as tags and drops them; "\[" tests the escape
 # of an escape.
@@ -110,23 +110,7 @@ def test_history_prints_a_reason_with_brackets_literally(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'gatekeeper.db'}"
     store = open_store(url)
     try:
-        store.create_release(
-            ReleaseRecord(
-                release_id="shop-production-v2",
-                app="shop",
-                environment="production",
-                version="v2",
-                stable_version="v1",
-                strategy="canary",
-                expedited=False,
-                spec={},
-                plan={},
-                phase=Phase.RUNNING,
-                reason="",
-                created_at=T0,
-                updated_at=T0,
-            )
-        )
+        store.create_release(release("v2", phase=Phase.RUNNING, at=T0))
         store.set_phase("shop-production-v2", Phase.ROLLED_BACK, TRICKY)
     finally:
         store.close()
