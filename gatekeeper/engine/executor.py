@@ -109,6 +109,7 @@ class LocalExecutor:
             recorder,
             self.clock,
             stop_requested=self.stop_requested,
+            health=lambda: self.target.health(self.spec.version),
         )
         return StepContext(
             spec=self.spec,

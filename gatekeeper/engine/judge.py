@@ -15,10 +15,14 @@ from gatekeeper.domain.durations import human_duration
 from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.domain.verdicts import Decision, GateResult, Verdict
 from gatekeeper.store.base import Store
+from gatekeeper.targets.base import Health
 from gates.live import LiveGates
 
 from .records import Recorder
 from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
+
+
+P0_READ_S = 1.0  # how often the candidate's workloads are read for P0 signals
 
 
 class Judge:
@@ -33,6 +37,7 @@ class Judge:
         clock: Clock,
         *,
         stop_requested: Callable[[], bool] = lambda: False,
+        health: Callable[[], Health] | None = None,
     ) -> None:
         self.spec = spec
         self.gates = gates
@@ -48,20 +53,60 @@ class Judge:
         judged = [g.interval for g in gate_set.gates if not g.guard]
         self.judge_every_s = max(self.tick_s, min(judged or all_intervals))
         self._phase_checked: datetime | None = None
+        # P0 signals: the candidate's workloads as their supervisor sees them (crash loops,
+        # exited processes), read at most once a second; a problem seen at two reads in a
+        # row rolls back without waiting for metrics.
+        self.health = health
+        self._health_read: datetime | None = None
+        self._p0_pending: tuple[str, ...] = ()
 
     # -- evaluating ---------------------------------------------------------------------------
 
     def guard(self) -> None:
-        """The guard gates (abort), evaluated between and during every step."""
+        """The guard gates (abort) and the P0 signals, evaluated between and during every
+        step."""
+        self.check_health()
         guards = self.gates.evaluator.gate_set.guards
         if guards:
             self._handle(self.gates.tick(guards))
 
     def tick(self, *, force: bool = False) -> list[GateResult]:
-        """Every gate that is due (all when forced); a fail raises GateFailed."""
+        """Every gate that is due (all when forced) and the P0 signals; a fail raises
+        GateFailed."""
+        self.check_health()
         results = self.gates.tick(force=force)
         self._handle(results)
         return results
+
+    def check_health(self) -> None:
+        """Roll back (GateFailed) when the candidate's workloads report a problem at two
+        reads in a row, at least P0_READ_S apart. A read that fails is recorded and skipped:
+        the metric guards still judge, and the next read tries again."""
+        if self.health is None:
+            return
+        now = self.clock.now()
+        if self._health_read is not None and (
+            (now - self._health_read).total_seconds() < P0_READ_S
+        ):
+            return
+        self._health_read = now
+        try:
+            problems = self.health().problems
+        except Exception as e:  # a flaky API server must not end a release on its own
+            self.recorder.event("p0", f"reading the candidate's workloads failed: {e}")
+            return
+        if not problems:
+            if self._p0_pending:
+                self.recorder.event("p0", "the candidate's workloads are healthy again")
+            self._p0_pending = ()
+            return
+        if not self._p0_pending:
+            self._p0_pending = problems
+            self.recorder.event(
+                "p0", f"{'; '.join(problems)} (rolling back if still so at the next read)"
+            )
+            return
+        raise GateFailed(f"p0: {'; '.join(problems)}")
 
     def _handle(self, results: list[GateResult]) -> None:
         if not results:

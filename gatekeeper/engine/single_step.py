@@ -159,7 +159,13 @@ def _context(
             listener = options.listener or QuietListener()
             recorder = Recorder(spec.release_id, store, the_clock, listener)
             judge = Judge(
-                spec, gates, store, recorder, the_clock, stop_requested=options.stop_requested
+                spec,
+                gates,
+                store,
+                recorder,
+                the_clock,
+                stop_requested=options.stop_requested,
+                health=lambda: target.health(spec.version),
             )
             yield StepContext(
                 spec=spec,

@@ -34,6 +34,23 @@ class VersionRun:
     image: str | None = None
 
 
+@dataclass(frozen=True)
+class Health:
+    """P0 signals of one version's workloads: what is wrong with them now, as a kubelet or
+    a process supervisor sees it (crash loops, restarts, exited processes, pods not ready).
+
+    Each problem names the object and the value ("pod shop-v2-7f9 CrashLoopBackOff,
+    restarts 3"). Empty when healthy. The abort guard rolls back on a problem seen twice in
+    a row, without waiting for metrics.
+    """
+
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 class Workloads(Protocol):
     """Where versions run: each at a size, ready or not, stopped when done."""
 
@@ -61,6 +78,9 @@ class Workloads(Protocol):
 
     def metrics_endpoints(self, version: str | None = None) -> list[str]:
         """host:port of every running version's /metrics (of ``version`` only when given)."""
+
+    def health(self, version: str) -> Health:
+        """P0 signals of ``version``'s workloads now (read, not remembered)."""
 
     def close(self) -> None:
         """Release local resources (not the running versions)."""
@@ -119,6 +139,9 @@ class Target(Protocol):
     def metrics_endpoints(self, version: str | None = None) -> list[str]:
         """host:port of every running version's /metrics (of ``version`` only when given),
         for scrapers."""
+
+    def health(self, version: str) -> Health:
+        """P0 signals of ``version``'s workloads now (read, not remembered)."""
 
     def close(self) -> None:
         """Release local resources (not the running versions)."""

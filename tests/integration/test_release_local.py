@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from gatekeeper.engine.executor import Outcome
 from gatekeeper.engine.runner import RunOptions, run_release
 from gatekeeper.store.factory import open_store
 from gatekeeper.targets.local.loadgen import LoadGenerator
+from gatekeeper.targets.local.state import STATE_FILE, load_state
 from gatekeeper.targets.local.target import LocalProcessTarget
 from tests.support.prom import free_port, prometheus
 
@@ -169,3 +173,36 @@ def test_a_candidate_whose_metrics_cannot_be_scraped_is_rolled_back_before_any_t
     finally:
         store.close()
     assert shifts == []
+
+
+def test_a_candidate_killed_mid_release_is_rolled_back_on_its_exit_not_on_missing_metrics(
+    stack: Stack,
+):
+    """A dead candidate gives its share of users errors from the router that its own
+    metrics never count; the process supervisor's signal rolls it back."""
+    killed: list[int] = []
+
+    def kill_once_it_has_traffic() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = load_state(stack.state_dir / STATE_FILE)
+            if state is not None and state.candidate is not None and state.weight > 0:
+                os.kill(state.candidate.pid, signal.SIGKILL)
+                killed.append(state.candidate.pid)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_once_it_has_traffic, daemon=True)
+    killer.start()
+    out = stack.release("v2", "v1", CANARY)
+    killer.join(5)
+    assert killed, "the candidate never got traffic"
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason.startswith(f"p0: candidate shop v2: process {killed[0]} on 127.0.0.1:")
+    assert "is not running" in out.reason
+    state = stack.target().state()
+    assert (state.stable_version, state.candidate_version, state.candidate_weight) == (
+        "v1",
+        None,
+        0,
+    )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from gatekeeper.targets.base import TargetState, VersionRun
+from gatekeeper.targets.base import Health, TargetState, VersionRun
 from gates.profiles import Profile
 from gates.provider import Buckets, Counts, LabeledValue, Subject
 
@@ -123,6 +123,7 @@ class FakeTarget:
     )
     calls: list[tuple[str, object]] = field(default_factory=list)
     weights: list[int] = field(default_factory=list)  # every change of weight, in order
+    problems: dict[str, tuple[str, ...]] = field(default_factory=dict)  # P0, by version
 
     def state(self) -> TargetState:
         return self.state_
@@ -198,6 +199,9 @@ class FakeTarget:
             if v is not None
         }
         return [e for v, e in running.items() if version is None or v == version]
+
+    def health(self, version: str) -> Health:
+        return Health(self.problems.get(version, ()))
 
     def close(self) -> None:
         pass

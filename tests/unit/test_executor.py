@@ -22,7 +22,7 @@ from gatekeeper.domain.verdicts import Verdict
 from gatekeeper.engine.executor import Hooks, LocalExecutor, new_record
 from gatekeeper.store.base import Approval
 from gatekeeper.store.sql import SqlStore
-from gatekeeper.targets.base import VersionRun
+from gatekeeper.targets.base import Health, VersionRun
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Counts, Subject
@@ -519,3 +519,56 @@ def test_an_abort_between_the_check_and_the_next_write_wins(make, tmp_path: Path
     record = h.store.get_release(h.spec.release_id)
     assert (record.phase, record.reason) == (Phase.ABORTED, "aborted by rm: freeze")
     assert h.target.state().candidate_weight == 0
+
+
+def _crash_after_first_shift(h: Harness, problems: list[tuple[str, ...]]) -> None:
+    """From the first shift on, the candidate's health reads ``problems`` in turn (the
+    last one for ever)."""
+    reads = iter(problems)
+    last: list[tuple[str, ...]] = [()]
+
+    def health(version: str) -> Health:
+        if not h.target.weights:
+            return Health()
+        last[0] = next(reads, last[0])
+        return Health(last[0])
+
+    h.target.health = health  # type: ignore[method-assign]
+
+
+def test_a_crashed_candidate_is_rolled_back_on_its_p0_signal_without_waiting_for_metrics(make):
+    h = make()  # the metrics stay healthy: the crash is seen only by the supervisor
+    crashed = ("candidate app 2.0: process 4242 on 127.0.0.1:9101 is not running",)
+    _crash_after_first_shift(h, [crashed])
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason == f"p0: {crashed[0]}"
+    assert h.target.weights == [25, 0]
+    assert not any(c[0] == "promote" for c in h.target.calls)
+    p0 = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "p0"]
+    assert p0 == [f"{crashed[0]} (rolling back if still so at the next read)"]
+
+
+def test_a_problem_seen_once_then_gone_does_not_roll_back(make):
+    h = make()
+    _crash_after_first_shift(h, [("pod app-2-x not ready",), ()])
+    out = h.executor().run()
+    assert out.phase is Phase.PROMOTED, out.reason
+    p0 = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "p0"]
+    assert p0[-1] == "the candidate's workloads are healthy again"
+
+
+def test_a_failing_health_read_is_recorded_and_the_release_goes_on(make):
+    h = make()
+
+    def health(version: str) -> Health:
+        raise TemporaryError("apiserver: 503 Service Unavailable")
+
+    h.target.health = health  # type: ignore[method-assign]
+    out = h.executor().run()
+    assert out.phase is Phase.PROMOTED, out.reason
+    p0 = [e.message for e in h.store.events(h.spec.release_id) if e.kind == "p0"]
+    assert (
+        p0
+        and p0[0] == "reading the candidate's workloads failed: apiserver: 503 Service Unavailable"
+    )

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gatekeeper.domain.errors import InvalidInput, StepFailed
-from gatekeeper.targets.base import TargetState, VersionRun
+from gatekeeper.targets.base import Health, TargetState, VersionRun
 
 from . import router_client as router
 from .clock import Clock, SystemClock, epoch
@@ -49,6 +49,7 @@ from .processes import (
     spawn,
     stop_process,
     stop_processes,
+    tail,
     wait_ready,
 )
 from .retirement import Retirement
@@ -326,6 +327,23 @@ class LocalProcessTarget:
                 for r in (s.stable, s.candidate)
                 if r is not None and (version is None or r.version == version)
             ]
+
+    def health(self, version: str) -> Health:
+        """A process of ``version`` that has exited (or been replaced under its pid) is a
+        P0 signal: the router would send its share of traffic to nothing."""
+        with self._lock:
+            s = self._state
+            problems = []
+            for role, rec in (("stable", s.stable), ("candidate", s.candidate)):
+                if rec is None or rec.version != version or pid_alive(rec.pid, rec.started):
+                    continue
+                log = self.state_dir / rec.log
+                last = tail(log, max(0, log_size(log) - 4096), lines=1).strip()
+                problems.append(
+                    f"{role} {self.app} {version}: process {rec.pid} on {rec.address} "
+                    "is not running" + (f" (last log line: {last[-200:]})" if last else "")
+                )
+            return Health(tuple(problems))
 
     def close(self) -> None:
         """Release local resources; the router and versions keep running. Pending stops
