@@ -87,6 +87,12 @@ def run_cmd(
         [], "--approve", help="ROLE:NAME approving the steps that ROLE may approve (repeatable)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a final summary object."),
+    kubeconfig: str | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Kubernetes target: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
+        "else the pod's in-cluster service account).",
+    ),
 ) -> None:
     """Run one release to its end. Exit 0 promoted, 3 rolled back, 4 held and stopped, 2 invalid."""
     from gatekeeper.engine.runner import RunOptions, load_release_file, outcome_exit_code, validate
@@ -105,7 +111,11 @@ def run_cmd(
             outcome = run_release(
                 spec,
                 RunOptions(
-                    prometheus_url=prometheus, db_url=db, approve=approvals, listener=progress
+                    prometheus_url=prometheus,
+                    db_url=db,
+                    approve=approvals,
+                    listener=progress,
+                    kubeconfig=kubeconfig,
                 ),
                 release.parent,
             )

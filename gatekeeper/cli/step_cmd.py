@@ -35,6 +35,12 @@ def step_run_cmd(
         help="Prometheus URL; without it the built-in scraper reads the versions' /metrics.",
     ),
     db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL", help="Store URL."),
+    kubeconfig: str | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="Kubernetes target: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
+        "else the pod's in-cluster service account).",
+    ),
 ) -> None:
     """Run exactly one step, idempotently. Exit 0 done, 3 gate failed, 4 stopped,
     5 step failed, 75 temporary (retry), 2 invalid, 1 internal error."""
@@ -43,7 +49,8 @@ def step_run_cmd(
     from gatekeeper.engine.single_step import run_one_step
 
     try:
-        result = run_one_step(release_id, step, RunOptions(prometheus_url=prometheus, db_url=db))
+        options = RunOptions(prometheus_url=prometheus, db_url=db, kubeconfig=kubeconfig)
+        result = run_one_step(release_id, step, options)
     except InvalidInput as e:
         print_problem(Console(stderr=True), "invalid input", e)
         raise typer.Exit(Exit.INVALID) from e

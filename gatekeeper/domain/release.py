@@ -22,6 +22,9 @@ from .validation import error_text
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
 PATH = r"^/"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 
 # Refusals say each pattern in words: a regex tells a person little (and a console may
 # take its brackets for markup).
@@ -31,6 +34,8 @@ PATTERN_WORDS = {
     VERSION: "a version: letters, digits, '.', '_', '+' and '-', at most 128 characters, "
     "starting with a letter or digit",
     PATH: "a path: it starts with '/'",
+    LABEL_KEY: "a label key: an optional DNS prefix and '/', then a name of letters, digits, "
+    "'-', '_' and '.', at most 63 characters",
 }
 
 
@@ -113,11 +118,43 @@ class LocalTarget(_Strict):
 
 
 class KubernetesTarget(_Strict):
+    """Versions run as Deployments: the user's stable one and a candidate derived from it.
+
+    Object names default to the app's name; docs/kubernetes-target.md has the object model.
+    """
+
     type: Literal["kubernetes"]
     namespace: str = Field(default="default", pattern=NAME)
-    replicas: int = Field(default=3, ge=1, le=1000)
-    # gateway-api: any percent; service-selector: 0 or 100; replica-ratio: steps of 1/replicas
-    router: Literal["gateway-api", "service-selector", "replica-ratio"] = "gateway-api"
+    # stable's full size; None: what the stable Deployment declares. When given, the
+    # Deployment must agree. The replica-ratio router needs it to check a plan up front.
+    replicas: int | None = Field(default=None, ge=1, le=1000)
+    # gateway-api: any percent; service-selector: 0 or 100; replica-ratio: steps of
+    # 1/replicas; istio: any percent (VirtualService weights over DestinationRule subsets)
+    router: Literal["gateway-api", "service-selector", "replica-ratio", "istio"] = "gateway-api"
+    deployment: str | None = Field(default=None, pattern=NAME)  # the stable Deployment
+    container: str | None = Field(default=None, pattern=NAME)  # whose image changes
+    service: str | None = Field(default=None, pattern=NAME)  # the stable Service
+    route: str | None = Field(default=None, pattern=NAME)  # gateway-api: the HTTPRoute
+    virtual_service: str | None = Field(default=None, pattern=NAME)  # istio
+    destination_rule: str | None = Field(default=None, pattern=NAME)  # istio
+    version_label: str = Field(default="version", pattern=LABEL_KEY)  # on every app pod
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # else a port named metrics
+    progress_deadline: Duration = 600.0  # readiness wait of each rollout (not time-scaled)
+    not_ready_grace: Duration = 60.0  # P0: a pod not ready this long
+    max_restarts: int = Field(default=0, ge=0)  # P0: more restarts since the deploy
+    # After traffic leaves the candidate's pods, how long before they are deleted: the data
+    # plane's time to apply the change (Traefik, kube-proxy: ~2s; cloud load balancers: more).
+    drain: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _check(self) -> KubernetesTarget:
+        if self.progress_deadline <= 0:
+            raise ValueError("progress_deadline must be above 0")
+        for field, base in (("deployment", self.deployment), ("service", self.service)):
+            # The candidate's objects are named <name>-candidate / <name>-preview.
+            if base is not None and len(base) > 63 - len("-candidate"):
+                raise ValueError(f"{field} {base!r}: at most 53 characters (a suffix is added)")
+        return self
 
 
 Target = Annotated[LocalTarget | KubernetesTarget, Field(discriminator="type")]
@@ -182,6 +219,18 @@ class ReleaseSpec(_Strict):
                 if not image:
                     raise ValueError(
                         f"{who}: the kubernetes target runs each version from an image"
+                    )
+            if self.target.router == "replica-ratio":
+                if self.strategy.type != "rolling":
+                    raise ValueError(
+                        f"target.router 'replica-ratio' with strategy {self.strategy.type!r}: "
+                        "traffic follows replicas there, so a candidate takes traffic as soon "
+                        "as it runs; only the rolling strategy can use it"
+                    )
+                if self.target.replicas is None:
+                    raise ValueError(
+                        "target.replicas: the replica-ratio router moves traffic one replica "
+                        "at a time; give stable's replica count so the plan can be checked"
                     )
         return self
 

@@ -15,7 +15,9 @@ from gatekeeper.domain.plan import Plan, WaitForApproval
 from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.store.base import Approval, Event, Store
 from gatekeeper.store.factory import open_store
+from gatekeeper.targets.base import Target, TrafficRouter
 from gatekeeper.targets.factory import workloads_for
+from gatekeeper.targets.routers.factory import router_for
 from gates.evaluate import GateEvaluator, Release
 from gates.live import LiveGates
 from gates.provider import Provider, Subject
@@ -36,7 +38,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    pass
+    from gatekeeper.targets.kubernetes.workloads import KubernetesWorkloads
+    from gatekeeper.targets.local.target import LocalProcessTarget
 
 
 @dataclass
@@ -51,33 +54,57 @@ class RunOptions:
     stop_requested: Callable[[], bool] = lambda: False
     shutdown_target: bool = False  # stop every process at the end (demo, tests)
     metrics_timeout_s: float = 60.0  # how long the deploy step waits for the candidate's scrape
+    kubeconfig: str | None = None  # kubernetes target: else KUBECONFIG, ~/.kube/config, in-cluster
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
     """Run (or resume) one release to its end. Every check that can refuse the release
     runs before anything is written or started."""
     plan, gate_set = validate(spec, base_dir)
-    if spec.target.type != "local":
-        raise InvalidInput(
-            f"target.type {spec.target.type!r}: `gatekeeper run` drives the local target only; "
-            "the kubernetes target is not available yet"
-        )
     _check_approvers(plan, options.approve)
     state_dir = _state_dir(spec, options)
-    provider, sync, close_provider = provider_for(spec, options, state_dir)
+    # A Kubernetes target is reached and checked (read only) before anything is written: a
+    # missing kubeconfig, Deployment or route is invalid input, not a failed release.
+    cluster = (
+        kubernetes_target(spec, state_dir, options) if spec.target.type == "kubernetes" else None
+    )
     try:
-        evaluator = evaluator_for(spec, gate_set, provider)
-        store = open_store(options.db_url)
+        provider, sync, close_provider = provider_for(spec, options, state_dir)
         try:
-            record = submit_or_resume(store, spec, plan)
-            if record.phase.final:
-                return Outcome(spec.release_id, record.phase, record.reason)
-            _pre_approve(store, spec, plan, options.approve)
-            return _execute(spec, plan, store, record, evaluator, state_dir, sync, options)
+            evaluator = evaluator_for(spec, gate_set, provider)
+            store = open_store(options.db_url)
+            try:
+                record = submit_or_resume(store, spec, plan)
+                if record.phase.final:
+                    return Outcome(spec.release_id, record.phase, record.reason)
+                _pre_approve(store, spec, plan, options.approve)
+                return _execute(
+                    spec, plan, store, record, evaluator, state_dir, sync, options, cluster
+                )
+            finally:
+                store.close()
         finally:
-            store.close()
+            close_provider()
     finally:
-        close_provider()
+        if cluster is not None:
+            cluster.close()  # closing twice is harmless
+
+
+def kubernetes_target(
+    spec: ReleaseSpec, state_dir: Path, options: RunOptions
+) -> LocalProcessTarget | KubernetesWorkloads:
+    """The kubernetes workloads with their router attached, checked read-only (InvalidInput
+    naming each problem: the stable Deployment, its labels, the Service, the route)."""
+    target = workloads_for(spec, state_dir, kubeconfig=options.kubeconfig)
+    try:
+        router_for(spec, target)  # attaches itself to the workloads
+        preflight = getattr(target, "preflight", None)
+        if preflight is not None:
+            preflight()
+    except BaseException:
+        target.close()
+        raise
+    return target
 
 
 def _execute(
@@ -89,8 +116,9 @@ def _execute(
     state_dir: Path,
     sync: Callable[[list[str]], None],
     options: RunOptions,
+    cluster: LocalProcessTarget | KubernetesWorkloads | None = None,
 ) -> Outcome:
-    target = workloads_for(spec, state_dir)
+    target = cluster or workloads_for(spec, state_dir)
     try:
         clock = options.clock
         live = live_gates(spec, evaluator, record.created_at, clock)
@@ -99,6 +127,7 @@ def _execute(
             plan=plan,
             store=store,
             target=target,
+            router=_router(spec, target),
             gates=live,
             clock=clock,
             listener=options.listener,
@@ -111,6 +140,15 @@ def _execute(
         if options.shutdown_target:
             target.shutdown()
         target.close()
+
+
+def _router(spec: ReleaseSpec, target: Target) -> TrafficRouter:
+    """The kubernetes router attached to its workloads already; the local one over its
+    target."""
+    attached = getattr(target, "router", None)
+    if spec.target.type == "kubernetes" and attached is not None:
+        return attached  # type: ignore[no-any-return]
+    return router_for(spec, target)
 
 
 def live_gates(

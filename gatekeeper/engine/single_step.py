@@ -151,7 +151,7 @@ def _context(
     provider, sync, close_provider = provider_for(spec, options, state_dir)
     try:
         evaluator = evaluator_for(spec, gate_set, provider)
-        target = workloads_for(spec, state_dir)
+        target = workloads_for(spec, state_dir, kubeconfig=options.kubeconfig)
         try:
             clock = options.clock
             gates = live_gates(spec, evaluator, record.created_at, clock)

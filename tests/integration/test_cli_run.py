@@ -26,6 +26,7 @@ def gatekeeper(*args: str, home: Path, timeout: float = 300) -> subprocess.Compl
     env = {**os.environ, "GATEKEEPER_HOME": str(home)}
     env.pop("GATEKEEPER_PROMETHEUS_URL", None)
     env.pop("GATEKEEPER_DB_URL", None)
+    env["KUBECONFIG"] = str(home / "no-kubeconfig")  # a kubernetes target finds no cluster
     return subprocess.run(
         [sys.executable, "-m", "gatekeeper.cli", *args],
         capture_output=True,
@@ -112,7 +113,7 @@ def test_run_rolls_back_with_exit_3_when_the_candidate_cannot_start(
                 "image": "shop:v2",
                 "stable": {"version": "v1", "image": "shop:v1"},
             },
-            "not available yet",
+            "no-kubeconfig: no such file",
         ),
     ],
     ids=[

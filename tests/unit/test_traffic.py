@@ -90,7 +90,7 @@ def test_gatekeeper_plan_refuses_a_plan_the_router_cannot_carry_out(tmp_path: Pa
 
 
 def test_the_router_of_a_spec_says_what_it_can_do() -> None:
-    spec = parse_release(_spec(BLUE_GREEN, "replica-ratio", 5))
+    spec = parse_release(_spec(ROLLING, "replica-ratio", 5))
     assert ability_for(spec) == RouterAbility("replica-ratio", WeightRule.REPLICA_STEPS, 5)
     assert ability_for(parse_release(_spec(BLUE_GREEN))).rule is WeightRule.ANY
 

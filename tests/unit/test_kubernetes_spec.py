@@ -1,0 +1,76 @@
+"""The Kubernetes target's spec fields: defaults, and refusals that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gatekeeper.domain.errors import InvalidInput
+from gatekeeper.domain.release import KubernetesTarget, parse_release
+from gatekeeper.targets.kubernetes.settings import Settings
+
+
+def spec(strategy: str = "canary", **target: Any) -> dict[str, Any]:
+    return {
+        "app": "shop",
+        "version": "v2",
+        "image": "reg/shop:v2",
+        "stable": {"version": "v1", "image": "reg/shop:v1"},
+        "strategy": {"type": strategy},
+        "target": {"type": "kubernetes", **target},
+    }
+
+
+def test_defaults_name_every_object_after_the_app() -> None:
+    s = Settings.of(parse_release(spec()))
+    assert (s.deployment, s.candidate, s.service, s.candidate_service, s.preview_service) == (
+        "shop",
+        "shop-candidate",
+        "shop",
+        "shop-candidate",
+        "shop-preview",
+    )
+    assert (s.route, s.virtual_service, s.destination_rule) == ("shop", "shop", "shop")
+    assert (s.namespace, s.router, s.version_label, s.replicas) == (
+        "default",
+        "gateway-api",
+        "version",
+        None,
+    )
+    assert (s.progress_deadline_s, s.not_ready_grace_s, s.max_restarts) == (600.0, 60.0, 0)
+
+
+def test_durations_and_names_as_people_write_them() -> None:
+    target = parse_release(
+        spec(deployment="web", service="web-svc", progress_deadline="2m", router="istio")
+    ).target
+    assert isinstance(target, KubernetesTarget)
+    assert (target.progress_deadline, target.router) == (120.0, "istio")
+    assert Settings.of(parse_release(spec(deployment="web"))).candidate == "web-candidate"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "target", "refusal"),
+    [
+        (
+            "canary",
+            {"router": "replica-ratio", "replicas": 3},
+            "only the rolling strategy can use it",
+        ),
+        ("rolling", {"router": "replica-ratio"}, "target.replicas: the replica-ratio router"),
+        ("canary", {"router": "nginx"}, "'gateway-api', 'service-selector', 'replica-ratio'"),
+        ("canary", {"deployment": "x" * 54}, "at most 53 characters"),
+        ("canary", {"version_label": "app version"}, "is not a label key"),
+        ("canary", {"progress_deadline": 0}, "progress_deadline must be above 0"),
+    ],
+)
+def test_refusals_name_the_field(strategy: str, target: dict[str, Any], refusal: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_release(spec(strategy, **target))
+    assert refusal in str(refused.value)
+
+
+def test_replica_ratio_runs_rolling_with_the_replica_count() -> None:
+    target = parse_release(spec("rolling", router="replica-ratio", replicas=4)).target
+    assert isinstance(target, KubernetesTarget) and target.replicas == 4
