@@ -6,6 +6,7 @@ test that needs the bed and cannot get it fails with the reason; it is never ski
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from tests.e2e.testbed import BedError, ClusterBed, start_bed
+from tests.e2e.testbed.audit import AuditLog
 
 HERE = Path(__file__).parent
 
@@ -26,11 +28,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def _data_plane_wanted() -> bool:
+    """GATEKEEPER_TESTBED_DATA_PLANE=0 starts the bed without Traefik, Prometheus and app pods."""
+    return os.environ.get("GATEKEEPER_TESTBED_DATA_PLANE", "1") not in ("0", "")
+
+
 @pytest.fixture(scope="package")
 def bed() -> Iterator[ClusterBed]:
     reason = ""
     try:
-        started = start_bed()
+        started = start_bed(with_data_plane=_data_plane_wanted())
     except BedError as exc:
         reason = str(exc)
     if reason:
@@ -39,6 +46,15 @@ def bed() -> Iterator[ClusterBed]:
         f"\ne2e test bed up in {started.startup_seconds:.1f}s: "
         f"apiserver {started.server}, argo-server {started.argo_url}"
     )
+    if started.gateway_url:
+        print(
+            f"data plane: gateway {started.gateway_url}, prometheus {started.prometheus_url}, "
+            f"pods on {started.pod_network}"
+        )
+    if started.keep:
+        print(f"bed files kept in {started.root}")
+    if started.data_plane_note:
+        print(f"data plane degraded: {started.data_plane_note}")
     try:
         yield started
     finally:
@@ -55,6 +71,28 @@ def kubeconfig(bed: ClusterBed) -> Path:
 def argo_url(bed: ClusterBed) -> str:
     """argo-server's base URL (plain HTTP on loopback; send a bearer token)."""
     return bed.argo_url
+
+
+@pytest.fixture(scope="package")
+def gateway_url(bed: ClusterBed) -> str:
+    """The bed Gateway's HTTP listener through Traefik; send the route's hostname as Host."""
+    if not bed.gateway_url:
+        pytest.fail("the bed was started without its data plane (GATEKEEPER_TESTBED_DATA_PLANE=0)")
+    return bed.gateway_url
+
+
+@pytest.fixture(scope="package")
+def prometheus_url(bed: ClusterBed) -> str:
+    """The bed's Prometheus: app pods by kubernetes_sd (job `pods`) and Traefik (job `traefik`)."""
+    if not bed.prometheus_url:
+        pytest.fail("the bed was started without its data plane (GATEKEEPER_TESTBED_DATA_PLANE=0)")
+    return bed.prometheus_url
+
+
+@pytest.fixture(scope="package")
+def audit(bed: ClusterBed) -> AuditLog:
+    """The API server's audit log: count write requests since a moment."""
+    return bed.audit
 
 
 @pytest.fixture(scope="package")

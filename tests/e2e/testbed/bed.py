@@ -1,4 +1,5 @@
-"""Starts and stops the whole bed: etcd, the control plane, kwok nodes, CRDs, Argo, the executor."""
+"""Starts and stops the whole bed: etcd, the control plane, kwok nodes, CRDs, Argo, the executor,
+and the data plane (app pods as processes, Traefik as the Gateway, Prometheus, the audit log)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,12 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.e2e.testbed import paths
+from tests.e2e.testbed import data_plane as dataplane
+from tests.e2e.testbed import paths, traefik, traffic
+from tests.e2e.testbed.audit import AuditLog, write_policy
+from tests.e2e.testbed.data_plane import Credentials, DataPlane
 from tests.e2e.testbed.executor import PodExecutor
-from tests.e2e.testbed.kubeapi import KubeApi, object_path
+from tests.e2e.testbed.kubeapi import JSON, KubeApi, object_path
 from tests.e2e.testbed.kwok_stages import narrowed_stages
 from tests.e2e.testbed.pki import make_pki
 from tests.e2e.testbed.process import ManagedProcess, free_port
@@ -50,11 +55,53 @@ class ClusterBed:
     processes: list[ManagedProcess] = field(default_factory=list)
     executor: PodExecutor | None = None
     api: KubeApi | None = None
+    audit_log: Path = Path()
+    """The API server's audit log (JSON lines; writes at Metadata level)."""
+    gateway_url: str = ""
+    """The bed Gateway's listener through Traefik: http://127.0.0.1:<port>; send a route's Host."""
+    prometheus_url: str = ""
+    traefik_metrics_url: str = ""
+    gateway_namespace: str = traefik.GATEWAY_NAMESPACE
+    gateway_name: str = traefik.GATEWAY_NAME
+    gateway_class: str = traefik.GATEWAY_CLASS
+    gateway_listener: str = traefik.LISTENER
+    data_plane: DataPlane | None = None
     _stopped: bool = False
 
     @property
     def log_dir(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.audit_log)
+
+    @property
+    def pod_network(self) -> str:
+        """The network pod addresses come from (a locally routed /20, or 127.x as a fallback)."""
+        plane = self.data_plane
+        return str(plane.network.network) if plane and plane.network else ""
+
+    @property
+    def data_plane_note(self) -> str:
+        """Why the data plane is degraded (pods on loopback: no EndpointSlices), or empty."""
+        plane = self.data_plane
+        return plane.network.note if plane and plane.network else ""
+
+    def send_traffic(self, host: str, **options: Any) -> traffic.TrafficResult:
+        """Requests through the bed's Gateway with `Host: host`; see traffic.send."""
+        if not self.gateway_url:
+            raise RuntimeError("this bed was started without its data plane")
+        return traffic.send(self.gateway_url, host, **options)
+
+    def prometheus_query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query on the bed's Prometheus: the result vector."""
+        response = httpx.get(
+            f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
+        )
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
 
     def kubeconfig_for(self, user: str, token: str) -> Path:
         target = self.root / f"{user}.kubeconfig"
@@ -65,6 +112,8 @@ class ClusterBed:
         if self._stopped:
             return
         self._stopped = True
+        if self.data_plane is not None:
+            dataplane.stop(self.data_plane)
         if self.executor is not None:
             self.executor.stop()
         for proc in reversed(self.processes):
@@ -98,12 +147,14 @@ def _http_ok(url: str, token: str | None = None, verify: Any = False) -> bool:
     return httpx.get(url, headers=headers, verify=verify, timeout=2.0).status_code == 200
 
 
-def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
+def start_bed(
+    keep: bool | None = None, with_argo: bool = True, with_data_plane: bool = True
+) -> ClusterBed:
     """Brings the bed up, or raises BedError after stopping whatever it had started."""
     started = time.monotonic()
     try:
-        bins = paths.locate_binaries(with_argo=with_argo)
-        crd_files = paths.reference_crds()
+        bins = paths.locate_binaries(with_argo=with_argo, with_data_plane=with_data_plane)
+        crd_files = paths.reference_crds() + paths.supplementary_gateway_crds()
     except paths.MissingPieceError as exc:
         raise BedError(str(exc)) from exc
     if keep is None:
@@ -128,10 +179,15 @@ def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
         argo_url="",
         versions=bins.versions,
         keep=keep,
+        audit_log=root / "logs" / "audit.log",
     )
     atexit.register(bed.stop)
     try:
-        _bring_up(bed, bins, crd_files, ca_pki, api_port, with_argo)
+        minimal = bins.argo_minimal_crds if with_argo else None
+        # Reading the CRDs (5 MB of YAML, ~2 s) overlaps etcd's and the API server's start.
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            crds = reader.submit(_crd_docs, crd_files, minimal)
+            _bring_up(bed, bins, crds, ca_pki, api_port, with_argo, with_data_plane)
     except BaseException as exc:
         # Keep the logs of a bed that failed to come up: the message points at them.
         bed.stop(keep_files=True)
@@ -145,19 +201,22 @@ def start_bed(keep: bool | None = None, with_argo: bool = True) -> ClusterBed:
 def _bring_up(
     bed: ClusterBed,
     bins: paths.Binaries,
-    crd_files: list[Path],
+    crds: Future[list[JSON]],
     pki: Any,
     api_port: int,
     with_argo: bool,
+    with_data_plane: bool,
 ) -> None:
     root, logs = bed.root, bed.log_dir
     cm_token, sched_token = secrets.token_hex(24), secrets.token_hex(24)
+    plane_users = Credentials(*(secrets.token_hex(24) for _ in range(3)))
     tokens = root / "tokens.csv"
     tokens.write_text(
         f'{bed.admin_token},testbed-admin,uid-admin,"system:masters"\n'
         f"{cm_token},system:kube-controller-manager,uid-kcm\n"
         f"{sched_token},system:kube-scheduler,uid-sched\n"
         f"{bed.narrow_token},{NARROW_USER},uid-narrow\n"
+        + (plane_users.token_lines() if with_data_plane else "")
     )
     tokens.chmod(0o600)
     write_kubeconfig(bed.kubeconfig, bed.server, pki.ca_cert, "testbed-admin", bed.admin_token)
@@ -213,6 +272,10 @@ def _bring_up(
             "--endpoint-reconciler-type=none",
             f"--cert-dir={root / 'apiserver-certs'}",
             "--profiling=false",
+            f"--audit-policy-file={write_policy(root / 'audit-policy.yaml')}",
+            f"--audit-log-path={bed.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
             "--v=1",
         ],
     )
@@ -265,6 +328,10 @@ def _bring_up(
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=10.250.0.1",
+            # The heartbeat Stage renews node status every 10 min and relies on kwok's leases
+            # meanwhile; without them kube-controller-manager finds the nodes silent after 50 s,
+            # marks them NotReady and every pod on them not Ready.
+            "--node-lease-duration-seconds=40",
             "--cidr=10.244.0.0/16",
             f"--server-address=127.0.0.1:{free_port()}",
             *[f"--config={s}" for s in stages],
@@ -295,7 +362,15 @@ def _bring_up(
         )
         bed.node_names.append(name)
 
-    _install_crds(api, crd_files, bins.argo_minimal_crds if with_argo else None)
+    _install_crds(api, crds.result())
+    if with_data_plane:
+        assert bins.traefik is not None and bins.prometheus is not None
+        bed.data_plane = dataplane.launch(
+            api, root, bed.server, pki.ca_cert, bins.traefik, bins.prometheus, plane_users, start
+        )
+        bed.gateway_url = bed.data_plane.gateway_url
+        bed.prometheus_url = bed.data_plane.prometheus_url
+        bed.traefik_metrics_url = bed.data_plane.traefik_metrics_url
 
     cm.wait_until(lambda: _http_ok(f"https://127.0.0.1:{cm_port}/healthz"), 30, "healthy")
     sched.wait_until(lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz"), 30, "healthy")
@@ -310,6 +385,9 @@ def _bring_up(
         30,
         "the default service account (kube-controller-manager)",
     )
+    if bed.data_plane is not None:
+        kubelet_api = KubeApi(bed.server, plane_users.kubelet_token, pki.ca_cert)
+        dataplane.finish(bed.data_plane, api, kubelet_api, root, logs)
     for proc in bed.processes:
         if not proc.alive():
             raise BedError(proc.describe_failure("stopped during start-up"))
@@ -410,28 +488,32 @@ def _yaml_docs(path: Path) -> list[Any]:
         return list(yaml.load_all(f, Loader=loader))
 
 
-def _install_crds(api: KubeApi, files: list[Path], minimal_dir: Path | None) -> None:
-    """Server-side applies the reference CRDs, then Argo's minimal CRDs for kinds they lack."""
-    names: list[str] = []
-    for path in files:
+def _crd_docs(files: list[Path], minimal_dir: Path | None) -> list[JSON]:
+    """The reference CRDs, then Argo's minimal CRDs for the kinds they lack."""
+    docs: list[JSON] = []
+    names: set[str] = set()
+    minimal = sorted(minimal_dir.glob("*.yaml")) if minimal_dir else []
+    for path, optional in [(f, False) for f in files] + [(f, True) for f in minimal]:
         for doc in _yaml_docs(path):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                api.apply(object_path(doc), doc)
-                names.append(doc["metadata"]["name"])
-    for path in sorted(minimal_dir.glob("*.yaml")) if minimal_dir else []:
-        for doc in _yaml_docs(path):
-            if (
-                doc
-                and doc.get("kind") == "CustomResourceDefinition"
-                and doc["metadata"]["name"] not in names
-            ):
-                api.apply(object_path(doc), doc)
-                names.append(doc["metadata"]["name"])
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            if optional and doc["metadata"]["name"] in names:
+                continue
+            docs.append(doc)
+            names.add(doc["metadata"]["name"])
+    return docs
+
+
+def _install_crds(api: KubeApi, docs: list[JSON]) -> None:
+    """Server-side applies the CRDs, a few at a time, and waits until all are established."""
+    names = [doc["metadata"]["name"] for doc in docs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda doc: api.apply(object_path(doc), doc), docs))
 
     def established() -> bool:
         for name in names:
             crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = crd.get("status", {}).get("conditions", [])
+            conditions = (crd.get("status") or {}).get("conditions") or []
             if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 return False
         return True

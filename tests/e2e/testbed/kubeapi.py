@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
@@ -54,6 +55,16 @@ class KubeApi:
             return {}
         data: JSON = response.json()
         return data
+
+    def stream(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> contextlib.AbstractContextManager[httpx.Response]:
+        """A streamed response, for watches (`?watch=1`): iterate its lines."""
+        return self._client.stream(method, path, params=params, timeout=timeout)
 
     def get(self, path: str, params: dict[str, str] | None = None) -> JSON:
         return self.request("GET", path, params=params)

@@ -1,4 +1,4 @@
-"""kwok's own Stage files, narrowed so that Argo workflow pods are left to the bed's executor."""
+"""kwok's own Stage files, narrowed so that Argo pods and app pods are left to the bed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.e2e.testbed.kubelet import APP_LABEL
 
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 
@@ -15,8 +17,9 @@ NODE_STAGES = [
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
 ]
 POD_STAGES = ["pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml"]
-# Deletion stays with kwok for every pod: without a kubelet nothing else would finish it.
-ALL_PODS = {"pod-delete"}
+# Deletion of Argo pods stays with kwok: their executor does not finish it. App pods are the
+# bed kubelet's from start to end (it stops their processes, then deletes them).
+DELETE_STAGES = {"pod-delete"}
 
 
 def narrowed_stages(stage_root: Path, out_dir: Path) -> list[Path]:
@@ -30,13 +33,14 @@ def narrowed_stages(stage_root: Path, out_dir: Path) -> list[Path]:
                 f"kwok Stage file {source} is missing; rerun scripts/testbed-build"
             )
         stage: dict[str, Any] = yaml.safe_load(source.read_text())
-        if (
-            stage["spec"]["resourceRef"]["kind"] == "Pod"
-            and stage["metadata"]["name"] not in ALL_PODS
-        ):
+        if stage["spec"]["resourceRef"]["kind"] == "Pod":
+            excluded = [APP_LABEL]
+            if stage["metadata"]["name"] not in DELETE_STAGES:
+                excluded.append(WORKFLOW_LABEL)
             selector = stage["spec"].setdefault("selector", {})
-            selector.setdefault("matchExpressions", []).append(
-                {"key": f'.metadata.labels["{WORKFLOW_LABEL}"]', "operator": "DoesNotExist"}
+            selector.setdefault("matchExpressions", []).extend(
+                {"key": f'.metadata.labels["{label}"]', "operator": "DoesNotExist"}
+                for label in excluded
             )
         target = out_dir / source.name
         target.write_text(yaml.safe_dump(stage, sort_keys=False))

@@ -50,9 +50,11 @@ class Binaries:
     argo: Path
     argo_minimal_crds: Path
     versions: dict[str, str]
+    traefik: Path | None = None
+    prometheus: Path | None = None
 
 
-def locate_binaries(with_argo: bool = True) -> Binaries:
+def locate_binaries(with_argo: bool = True, with_data_plane: bool = False) -> Binaries:
     """Finds the cached binaries, or raises naming what is missing and the command to build it."""
     versions = read_versions()
     root = cache_dir()
@@ -64,6 +66,8 @@ def locate_binaries(with_argo: bool = True) -> Binaries:
     kube = comp("kubernetes", "KUBERNETES_VERSION")
     kwok = comp("kwok", "KWOK_VERSION")
     argo = comp("argo", "ARGO_VERSION")
+    traefik = comp("traefik", "TRAEFIK_VERSION") / "bin" / "traefik"
+    prometheus = comp("prometheus", "PROMETHEUS_VERSION") / "bin" / "prometheus"
     found = Binaries(
         etcd=etcd / "bin" / "etcd",
         kube_apiserver=kube / "bin" / "kube-apiserver",
@@ -75,6 +79,8 @@ def locate_binaries(with_argo: bool = True) -> Binaries:
         argo=argo / "bin" / "argo",
         argo_minimal_crds=argo / "crds" / "minimal",
         versions=versions,
+        traefik=traefik if with_data_plane else None,
+        prometheus=prometheus if with_data_plane else None,
     )
     executables = [
         found.etcd,
@@ -87,13 +93,21 @@ def locate_binaries(with_argo: bool = True) -> Binaries:
     if with_argo:
         executables += [found.workflow_controller, found.argo]
         folders.append(found.argo_minimal_crds)
+    if with_data_plane:
+        executables += [traefik, prometheus]
     missing = [str(p) for p in executables if not os.access(p, os.X_OK)]
     missing += [str(p) for p in folders if not p.is_dir()]
     if missing:
+        plane_only = with_data_plane and set(missing) <= {str(traefik), str(prometheus)}
         raise MissingPieceError(
             "the e2e test bed binaries are not built: missing "
             + ", ".join(missing)
             + f". Run `{BUILD_SCRIPT}` (cache: {root}; set GATEKEEPER_TESTBED_CACHE to move it)."
+            + (
+                " GATEKEEPER_TESTBED_DATA_PLANE=0 starts the bed without Traefik and Prometheus."
+                if plane_only
+                else ""
+            )
         )
     return found
 
@@ -109,6 +123,18 @@ def reference_crds() -> list[Path]:
             "gateway-api/*.yaml beside the repository)"
         )
     return argo + gateway
+
+
+# The standard CRDs of the same Gateway API release that ../shared/gateway-api/ lacks and
+# Traefik's provider watches (GRPCRoute, ReferenceGrant, BackendTLSPolicy); see their README.
+SUPPLEMENTARY_GATEWAY_CRDS = Path(__file__).parent / "crds" / "gateway-api-v1.6.1"
+
+
+def supplementary_gateway_crds() -> list[Path]:
+    found = sorted(SUPPLEMENTARY_GATEWAY_CRDS.glob("*.yaml"))
+    if not found:
+        raise MissingPieceError(f"no Gateway API CRD files in {SUPPLEMENTARY_GATEWAY_CRDS}")
+    return found
 
 
 def helm_binary() -> Path:
