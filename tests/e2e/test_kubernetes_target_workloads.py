@@ -5,7 +5,6 @@ refusals that name the object."""
 from __future__ import annotations
 
 import re
-
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
