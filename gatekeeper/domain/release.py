@@ -142,6 +142,9 @@ class KubernetesTarget(_Strict):
     progress_deadline: Duration = 600.0  # readiness wait of each rollout (not time-scaled)
     not_ready_grace: Duration = 60.0  # P0: a pod not ready this long
     max_restarts: int = Field(default=0, ge=0)  # P0: more restarts since the deploy
+    # gateway-api: the Gateway implementation whose per-backend 5xx the abort guard also
+    # reads for the candidate's Service (gates/gateway.py names them: traefik); None: not read
+    gateway_metrics: str | None = Field(default=None, pattern=NAME)
     # After traffic leaves the candidate's pods, how long before they are deleted: the data
     # plane's time to apply the change (Traefik, kube-proxy: ~2s; cloud load balancers: more).
     drain: Duration = 5.0
@@ -220,6 +223,11 @@ class ReleaseSpec(_Strict):
                     raise ValueError(
                         f"{who}: the kubernetes target runs each version from an image"
                     )
+            if self.target.gateway_metrics and self.target.router != "gateway-api":
+                raise ValueError(
+                    f"target.gateway_metrics with router {self.target.router!r}: the gateway's "
+                    "per-backend counter tells the candidate apart only on the gateway-api router"
+                )
             if self.target.router == "replica-ratio":
                 if self.strategy.type != "rolling":
                     raise ValueError(

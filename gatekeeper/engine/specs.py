@@ -12,7 +12,7 @@ import yaml
 
 from gatekeeper.domain.errors import InvalidInput
 from gatekeeper.domain.plan import Plan
-from gatekeeper.domain.release import ReleaseSpec, parse_release
+from gatekeeper.domain.release import KubernetesTarget, ReleaseSpec, parse_release
 from gatekeeper.domain.traffic import check_plan
 from gatekeeper.targets.routers.factory import ability_for
 from gates.spec import GateSet, default_gates, load_gate_set
@@ -45,7 +45,27 @@ def resolve_gates(spec: ReleaseSpec, base_dir: Path | None = None) -> GateSet:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         gate_set = load_gate_set(path)
+    gate_set = with_gateway_gate(spec, gate_set)
     return gate_set.scaled(spec.time_scale) if spec.time_scale != 1 else gate_set
+
+
+def with_gateway_gate(spec: ReleaseSpec, gate_set: GateSet) -> GateSet:
+    """On a Gateway API router with ``target.gateway_metrics``: the abort guard also reads
+    the gateway's 5xx for the candidate's Service (requests a dead pod never counts)."""
+    target = spec.target
+    if not isinstance(target, KubernetesTarget) or not target.gateway_metrics:
+        return gate_set
+    from gatekeeper.targets.kubernetes.settings import Settings
+    from gates.gateway import GATE_NAME, gateway_gate, gateway_profile
+
+    if any(g.name == GATE_NAME for g in gate_set.gates):
+        raise InvalidInput(
+            f"gate name {GATE_NAME!r} is the gateway guard's (target.gateway_metrics "
+            f"{target.gateway_metrics!r}); rename that gate"
+        )
+    profile = gateway_profile(target.gateway_metrics)
+    gate = gateway_gate(profile, target.namespace, Settings.of(spec).candidate_service)
+    return gate_set.model_copy(update={"gates": (*gate_set.gates, gate)})
 
 
 def validate(spec: ReleaseSpec, base_dir: Path | None = None) -> tuple[Plan, GateSet]:

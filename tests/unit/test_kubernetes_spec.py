@@ -8,6 +8,7 @@ import pytest
 
 from gatekeeper.domain.errors import InvalidInput
 from gatekeeper.domain.release import KubernetesTarget, parse_release
+from gatekeeper.engine.specs import resolve_gates
 from gatekeeper.targets.kubernetes.settings import Settings
 
 
@@ -74,3 +75,39 @@ def test_refusals_name_the_field(strategy: str, target: dict[str, Any], refusal:
 def test_replica_ratio_runs_rolling_with_the_replica_count() -> None:
     target = parse_release(spec("rolling", router="replica-ratio", replicas=4)).target
     assert isinstance(target, KubernetesTarget) and target.replicas == 4
+
+
+def _gateway_spec(**target: object) -> dict[str, object]:
+    return {
+        "app": "shop",
+        "environment": "prod",
+        "version": "v2",
+        "image": "registry.example/shop:v2",
+        "stable": {"version": "v1", "image": "registry.example/shop:v1"},
+        "strategy": {"type": "canary", "steps": [50, 100], "analysis": "2m"},
+        "target": {"type": "kubernetes", "namespace": "prod", **target},
+    }
+
+
+def test_gateway_metrics_add_an_abort_guard_on_the_candidates_backend() -> None:
+    spec = parse_release(_gateway_spec(gateway_metrics="traefik", service="web"))
+    gates = resolve_gates(spec)
+    gate = gates.gates[-1]
+    assert (gate.name, gate.guard, gate.threshold) == ("gateway", True, 0.05)
+    assert gate.query is not None
+    assert 'service=~"prod-web-candidate-http-[0-9]+@kubernetesgateway"' in gate.query
+    assert [g.name for g in resolve_gates(parse_release(_gateway_spec())).gates][-1] != "gateway"
+
+
+def test_gateway_metrics_of_an_unknown_gateway_or_another_router_are_refused() -> None:
+    with pytest.raises(
+        InvalidInput, match="gateway_metrics 'envoy' is not known; allowed: traefik"
+    ):
+        resolve_gates(parse_release(_gateway_spec(gateway_metrics="envoy")))
+    with pytest.raises(InvalidInput, match="only on the gateway-api router"):
+        parse_release(
+            {
+                **_gateway_spec(gateway_metrics="traefik", router="service-selector"),
+                "strategy": {"type": "blue-green", "bake": "1m"},
+            }
+        )
