@@ -18,8 +18,8 @@ from gatekeeper.domain.verdicts import GateResult
 from . import kinds
 from . import verdict as v
 from .grid import floor_ms
-from .profiles import Profile, get_profile
-from .provider import Provider, Subject
+from .profiles import Profile, Resources, get_profile, get_resources
+from .provider import Provider, ResourceProvider, Subject
 from .spec import GateSet, GateSpec, Kind
 
 # Slices per gate window for the evidence since a breach began: 15s for the built-in 2m.
@@ -28,11 +28,26 @@ EVIDENCE_SLICES = 8
 
 @dataclass(frozen=True)
 class Release:
-    """What the gates judge: a candidate, its baseline, and when the release began."""
+    """What the gates judge: a candidate, its baseline, and when the release began.
+
+    ``weights``: every weight the router was told, (when, percent) in order; unknown
+    (a backtest without them): empty.
+    """
 
     candidate: Subject
     started: datetime
     baseline: Subject | None = None
+    weights: tuple[tuple[datetime, int], ...] = ()
+
+    def weight_at(self, at: datetime) -> tuple[datetime, int] | None:
+        """The last weight told at or before ``at`` and since when; None: none yet."""
+        told = [w for w in self.weights if w[0] <= at]
+        return told[-1] if told else None
+
+    def first_traffic(self, at: datetime) -> datetime | None:
+        """When the candidate was first given traffic, as of ``at``; None: not yet (or
+        the weights are not known)."""
+        return next((t for t, w in self.weights if w > 0 and t <= at), None)
 
 
 class GateEvaluator:
@@ -51,6 +66,7 @@ class GateEvaluator:
         self.gate_set = gate_set
         self.provider = provider
         self.profile: Profile = get_profile(gate_set.profile)
+        self.resources: Resources = get_resources(gate_set.resources)
         self.queries = 0
         if check_windows:
             self.check_windows(
@@ -140,3 +156,8 @@ class GateEvaluator:
     def scrape_s(self) -> float | None:
         """Read once, when evidence is first gathered; None: not known."""
         return self.provider.scrape_interval()
+
+    @property
+    def resource_provider(self) -> ResourceProvider | None:
+        """The provider, if it measures pods (CPU, memory, pools); None: it does not."""
+        return self.provider if isinstance(self.provider, ResourceProvider) else None

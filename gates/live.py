@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
@@ -66,6 +67,15 @@ class LiveGates:
         names = [g.name for g in self.evaluator.gate_set.gates]
         latest = [self.latest[n] for n in names if n in self.latest]
         return decide(latest, names), blocking(latest)
+
+    def weight_told(self, weight: int, at: datetime) -> None:
+        """The router was told to give the candidate ``weight`` percent from ``at``: the
+        traffic gate judges the candidate's share against it (the same weight again is
+        not a change)."""
+        told = self.release.weights
+        if told and told[-1][1] == weight:
+            return
+        self.release = replace(self.release, weights=(*told, (at, weight)))
 
     def traffic_started(self, at: datetime) -> None:
         """The candidate gets traffic from ``at``: inconclusive gates may now fail closed."""

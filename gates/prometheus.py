@@ -28,9 +28,10 @@ from urllib3.util.retry import Retry
 from gatekeeper.domain.durations import parse_duration, promql_duration
 from gatekeeper.domain.errors import ProviderError, ProviderUnavailable
 
-from .profiles import Profile, is_error_code
-from .promql import matcher, regex_matcher
-from .provider import Buckets, Counts, LabeledValue, Subject
+from . import resource_promql as rq
+from .profiles import PoolMapping, Profile, Resources, is_error_code
+from .promql import regex_matcher, selector
+from .provider import Buckets, Counts, LabeledValue, PodSeries, PoolUse, Subject, Usage
 
 T = TypeVar("T")
 
@@ -172,8 +173,10 @@ class PrometheusProvider:
         return global_s, per_job
 
     def healthy(self) -> bool:
+        """The query API answers. Not ``GET /``: Prometheus 3 answers it with a redirect to
+        its web UI, which a server built without the UI answers with 500."""
         try:
-            return bool(self._client.check_prometheus_connection())
+            return bool(self._client.custom_query("vector(1)"))
         except Exception:
             return False
 
@@ -233,18 +236,101 @@ class PrometheusProvider:
     def query(self, promql: str, at: datetime) -> list[LabeledValue]:
         return [(dict(row["metric"]), float(row["value"][1])) for row in self._instant(promql, at)]
 
+    # -- resources: the pods behind each version (gates/resource_promql.py) ---------------
 
-def selector(profile: Profile, subjects: Sequence[Subject]) -> str:
-    """Label matchers for the subjects: exact for one, regex alternations for many."""
-    values = [profile.selector_values(s.app, s.namespace, s.version) for s in subjects]
-    parts = []
-    for label in profile.identity_labels:
-        distinct = {v[label] for v in values}
-        if len(distinct) == 1:
-            parts.append(matcher(label, next(iter(distinct))))
-        else:
-            parts.append(regex_matcher(label, distinct))
-    return ",".join(parts)
+    def requests_range(
+        self,
+        profile: Profile,
+        resources: Resources,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, PodSeries]:
+        promql = rq.requests_by_pod(profile, resources, subjects, window_s)
+        rows = self._range(promql, start, end, step_s)
+        ids = _identity_index(profile, subjects)
+        out: dict[Subject, PodSeries] = {}
+        for row in rows:
+            subject = ids.get(_identity(profile, row["metric"]))
+            if subject is None:
+                continue
+            pod = str(row["metric"].get(resources.pod_label, ""))
+            _add_points(out.setdefault(subject, {}), pod, row["values"])
+        return out
+
+    def usage_range(
+        self,
+        profile: Profile,
+        resources: Resources,
+        what: Usage,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, PodSeries]:
+        promql = rq.usage(profile, resources, what, subjects, window_s)
+        rows = self._range(promql, start, end, step_s)
+        out: dict[Subject, PodSeries] = {}
+        for row in rows:
+            found = _pod_of(profile, resources, subjects, row["metric"])
+            if found is not None:
+                _add_points(out.setdefault(found[0], {}), found[1], row["values"])
+        return {s: pods for s, pods in out.items() if pods}
+
+    def pools(
+        self,
+        profile: Profile,
+        resources: Resources,
+        mappings: Sequence[PoolMapping],
+        subjects: Sequence[Subject],
+        window_s: float,
+        at: datetime,
+    ) -> dict[Subject, list[PoolUse]]:
+        """One query for which pool metrics exist at all; two per exporter found."""
+        present = {
+            str(row["metric"].get("__name__", ""))
+            for row in self._instant(rq.pool_names(profile, resources, mappings, subjects), at)
+        }
+        out: dict[Subject, list[PoolUse]] = {}
+        for m in mappings:
+            if m.in_use_metric not in present and m.max_metric not in present:
+                continue
+            in_use = self._pool_rows(profile, resources, subjects, m, window_s, at, maximum=False)
+            maxima = self._pool_rows(profile, resources, subjects, m, window_s, at, maximum=True)
+            for (subject, pod, pool), value in in_use.items():
+                out.setdefault(subject, []).append(
+                    PoolUse(m.name, pod, pool, value, maxima.get((subject, pod, pool), math.nan))
+                )
+            for (subject, pod, pool), value in maxima.items():
+                if (subject, pod, pool) not in in_use:
+                    out.setdefault(subject, []).append(PoolUse(m.name, pod, pool, math.nan, value))
+        return out
+
+    def _pool_rows(
+        self,
+        profile: Profile,
+        resources: Resources,
+        subjects: Sequence[Subject],
+        mapping: PoolMapping,
+        window_s: float,
+        at: datetime,
+        *,
+        maximum: bool,
+    ) -> dict[tuple[Subject, str, str], float]:
+        build = rq.pool_max if maximum else rq.pool_in_use
+        key = mapping.max_key if maximum else mapping.in_use_key
+        rows = self._instant(build(profile, resources, mapping, subjects, window_s), at)
+        out: dict[tuple[Subject, str, str], float] = {}
+        for row in rows:
+            found = _pod_of(profile, resources, subjects, row["metric"])
+            value = float(row["value"][1])
+            if found is None or math.isnan(value):
+                continue
+            out[(found[0], found[1], str(row["metric"].get(key, "")))] = value
+        return out
 
 
 def counts_query(profile: Profile, subjects: Sequence[Subject], window_s: float) -> str:
@@ -261,6 +347,30 @@ def buckets_query(profile: Profile, subjects: Sequence[Subject], window_s: float
         f"sum by ({by}) (increase({profile.duration_bucket_metric}"
         f"{{{selector(profile, subjects)}}}[{promql_duration(window_s)}]))"
     )
+
+
+def _add_points(pods: PodSeries, pod: str, values: list[list[Any]]) -> None:
+    """A range row's points added to ``pod``'s (several rows of one pod are summed)."""
+    merged = dict(pods.get(pod, []))
+    for ts, raw in values:
+        value = float(raw)
+        if math.isnan(value):
+            continue
+        t = datetime.fromtimestamp(float(ts), UTC)
+        merged[t] = merged.get(t, 0.0) + value
+    if merged:
+        pods[pod] = sorted(merged.items())
+
+
+def _pod_of(
+    profile: Profile,
+    resources: Resources,
+    subjects: Sequence[Subject],
+    labels: Mapping[str, str],
+) -> tuple[Subject, str] | None:
+    """(version, pod) of a per-pod row, by the identity labels joined onto it."""
+    subject = _identity_index(profile, subjects).get(_identity(profile, labels))
+    return None if subject is None else (subject, str(labels.get(resources.pod_label, "")))
 
 
 def _identity(profile: Profile, labels: Mapping[str, str]) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ stand outside strings, and is always a validated duration.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from gatekeeper.domain.durations import promql_duration
 from gatekeeper.domain.errors import InvalidInput
@@ -21,6 +22,10 @@ from gatekeeper.domain.templates import (
     _placeholders,
     check_template,
 )
+
+if TYPE_CHECKING:
+    from .profiles import Profile
+    from .provider import Subject
 
 
 def escape_string(value: str) -> str:
@@ -83,3 +88,16 @@ def render(template: str, variables: Mapping[str, str | float]) -> str:
         last = m.end()
     out.append(template[last:])
     return "".join(out)
+
+
+def selector(profile: Profile, subjects: Sequence[Subject]) -> str:
+    """Label matchers for the subjects: exact for one, regex alternations for many."""
+    values = [profile.selector_values(s.app, s.namespace, s.version) for s in subjects]
+    parts = []
+    for label in profile.identity_labels:
+        distinct = {v[label] for v in values}
+        if len(distinct) == 1:
+            parts.append(matcher(label, next(iter(distinct))))
+        else:
+            parts.append(regex_matcher(label, distinct))
+    return ",".join(parts)

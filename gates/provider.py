@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
-from .profiles import Profile
+from .profiles import PoolMapping, Profile, Resources
 
 
 @dataclass(frozen=True, order=True)
@@ -38,6 +39,27 @@ Buckets = tuple[tuple[float, float], ...]
 """A cumulative histogram over one window: (upper bound in seconds, count), ascending, +Inf last."""
 
 LabeledValue = tuple[Mapping[str, str], float]
+
+PerPod = dict[str, float]
+"""A figure per pod (its ``instance`` or ``pod`` label, or the scraper's host:port)."""
+
+
+class Usage(StrEnum):
+    """What a resource query measures per pod over a window."""
+
+    CPU_SECONDS = "cpu_seconds"  # the increase of the CPU seconds counter
+    MEMORY_BYTES = "memory_bytes"  # the mean of the memory gauge
+
+
+@dataclass(frozen=True)
+class PoolUse:
+    """One database pool of one pod over a window: connections in use (mean) and its max."""
+
+    mapping: str
+    pod: str
+    pool: str
+    in_use: float
+    maximum: float
 
 
 class Provider(Protocol):
@@ -89,4 +111,60 @@ class Provider(Protocol):
 
     def query(self, promql: str, at: datetime) -> list[LabeledValue]:
         """A custom PromQL query (only providers that speak PromQL)."""
+        ...
+
+
+PodSeries = dict[str, list[tuple[datetime, float]]]
+"""A figure per pod over time: (when, value) in order, points without data left out."""
+
+
+@runtime_checkable
+class ResourceProvider(Protocol):
+    """Providers that also measure the pods behind a version: requests, CPU, memory and
+    database pools, per pod. The resource gates are not applicable with a provider
+    that does not (the built-in scraper and Prometheus both do).
+
+    The range methods evaluate at start, start+step, ..., end, each point over the
+    ``window_s`` before it (the resource gates ask for adjacent windows: window = step).
+    """
+
+    def requests_range(
+        self,
+        profile: Profile,
+        resources: Resources,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, PodSeries]:
+        """Requests per pod; a pod its request series do not name is counted under ""."""
+        ...
+
+    def usage_range(
+        self,
+        profile: Profile,
+        resources: Resources,
+        what: Usage,
+        subjects: Sequence[Subject],
+        window_s: float,
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> dict[Subject, PodSeries]:
+        """CPU seconds used (increase) or memory held (mean) per pod; a subject without
+        any series is absent."""
+        ...
+
+    def pools(
+        self,
+        profile: Profile,
+        resources: Resources,
+        mappings: Sequence[PoolMapping],
+        subjects: Sequence[Subject],
+        window_s: float,
+        at: datetime,
+    ) -> dict[Subject, list[PoolUse]]:
+        """Every pool of every pod of each subject over ``(at - window, at]``, from each
+        mapping it exports; a subject that exports none is absent."""
         ...

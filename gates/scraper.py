@@ -20,6 +20,16 @@ How an increase over ``(at - window, at]`` is computed, per series:
   inside the window counts, as if the rate was steady across the gap.
 * A series needs at least one sample inside the window and two samples in all; a
   subject without such a series is absent from the result.
+* A counter series born on a target that answered before (client libraries create a
+  labelled counter at its first request) starts from 0 at that earlier scrape, so its
+  first requests count: the traffic gate compares a new candidate's count with stable's
+  right after a shift.
+
+The resource gates read the process metrics (``process_cpu_seconds_total``,
+``process_resident_memory_bytes``) and the database pool gauges. Those carry no app or
+version label: a target belongs to the version whose request series it exports, as
+the Prometheus queries join them on ``job`` and ``instance``, and a pod is a target
+(its ``host:port``).
 
 Samples are stamped when the target's answer is stored, not when the scrape starts as
 Prometheus does (the difference is one round trip): a scrape still in flight when a
@@ -35,11 +45,9 @@ import logging
 import math
 import threading
 import time
-from array import array
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -49,8 +57,17 @@ import httpx
 from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
 from gatekeeper.domain.errors import InvalidInput, ProviderError
 
-from .profiles import PROFILES, Profile, is_error_code
+from .exposition import parse_exposition as parse_exposition
+from .profiles import (
+    POOL_MAPPINGS,
+    PROFILES,
+    RESOURCES,
+    Profile,
+    is_error_code,
+)
 from .provider import Buckets, Counts, LabeledValue, Subject
+from .samples import Samples
+from .scraper_resources import ResourceScraping, identity_index
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,7 @@ ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"
 QUERY_REFUSED = (
     "custom PromQL needs Prometheus; the built-in scraper computes the profile metrics only"
 )
+
 MAX_SCRAPE_WORKERS = 8
 
 Labels = tuple[tuple[str, str], ...]
@@ -65,9 +83,26 @@ SeriesKey = tuple[str, Labels]  # (target URL, sorted labels)
 
 
 def profile_metrics(profiles: Iterable[Profile] | None = None) -> frozenset[str]:
-    """The sample names the profiles read: their request counters and duration buckets."""
+    """The sample names the gates read: the profiles' request counters and duration
+    buckets, the process metrics and every known pool exporter's gauges."""
     chosen = PROFILES.values() if profiles is None else profiles
-    return frozenset(name for p in chosen for name in (p.requests_metric, p.duration_bucket_metric))
+    process = RESOURCES["process"]
+    return frozenset(
+        [name for p in chosen for name in (p.requests_metric, p.duration_bucket_metric)]
+        + [process.cpu_metric, process.memory_metric]
+        + [n for m in POOL_MAPPINGS.values() for n in (m.in_use_metric, m.max_metric)]
+    )
+
+
+def _counter_names() -> frozenset[str]:
+    """Sample names that are counters: a series of them born on a known target starts at 0."""
+    return frozenset(
+        [name for p in PROFILES.values() for name in (p.requests_metric, p.duration_bucket_metric)]
+        + [RESOURCES["process"].cpu_metric]
+    )
+
+
+COUNTERS = _counter_names()
 
 
 def normalize_target(url: str) -> str:
@@ -87,130 +122,7 @@ def normalize_target(url: str) -> str:
     return text
 
 
-# -- the text exposition format ------------------------------------------------------------
-
-
-def parse_exposition(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
-    """(name, labels, value) of every sample line; raises ValueError on a malformed line.
-
-    Sample names are kept as written (prometheus_client's parser renames counters
-    without ``_total``). Comments, HELP/TYPE lines and OpenMetrics exemplars are skipped.
-    """
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            yield _parse_sample(line)
-        except ValueError as e:
-            raise ValueError(f"line {number}: {e}: {line[:200]!r}") from None
-
-
-def _parse_sample(line: str) -> tuple[str, dict[str, str], float]:
-    pos = 0
-    n = len(line)
-    while pos < n and line[pos] not in "{ \t":
-        pos += 1
-    name = line[:pos]
-    if not name:
-        raise ValueError("no metric name")
-    labels: dict[str, str] = {}
-    if pos < n and line[pos] == "{":
-        pos += 1
-        while True:
-            while pos < n and line[pos] in " \t,":
-                pos += 1
-            if pos >= n:
-                raise ValueError("unterminated label set")
-            if line[pos] == "}":
-                pos += 1
-                break
-            begin = pos
-            while pos < n and (line[pos].isalnum() or line[pos] in "_:"):
-                pos += 1
-            label = line[begin:pos]
-            while pos < n and line[pos] in " \t":
-                pos += 1
-            if not label or pos >= n or line[pos] != "=":
-                raise ValueError(f"label {label!r} is not followed by '='")
-            pos += 1
-            while pos < n and line[pos] in " \t":
-                pos += 1
-            if pos >= n or line[pos] != '"':
-                raise ValueError(f"label {label!r} has no quoted value")
-            pos += 1
-            chars: list[str] = []
-            while True:
-                if pos >= n:
-                    raise ValueError(f"label {label!r} has an unterminated value")
-                c = line[pos]
-                if c == "\\" and pos + 1 < n:
-                    nxt = line[pos + 1]
-                    chars.append("\n" if nxt == "n" else nxt)
-                    pos += 2
-                elif c == '"':
-                    pos += 1
-                    break
-                else:
-                    chars.append(c)
-                    pos += 1
-            labels[label] = "".join(chars)
-    rest = line[pos:].split()
-    if not rest:
-        raise ValueError("no value")
-    return name, labels, float(rest[0])
-
-
 # -- the sample store ----------------------------------------------------------------------
-
-
-@dataclass
-class _Series:
-    """One series' samples: times and the reset-adjusted running total of the counter.
-
-    ``total[j] - total[i]`` is the counter's increase from sample i to sample j with
-    resets handled, so an increase over any window costs two binary searches.
-    """
-
-    times: array[float] = field(default_factory=lambda: array("d"))
-    total: array[float] = field(default_factory=lambda: array("d"))
-    last_value: float = 0.0
-
-    def append(self, t: float, value: float) -> None:
-        if self.times and t <= self.times[-1]:
-            return  # the clock went backwards: keep the history ordered
-        if not self.times:
-            self.total.append(0.0)
-        else:
-            step = value - self.last_value if value >= self.last_value else value
-            self.total.append(self.total[-1] + step)
-        self.times.append(t)
-        self.last_value = value
-
-    def trim(self, cutoff: float) -> None:
-        k = bisect_right(self.times, cutoff)
-        if k:
-            del self.times[:k]
-            del self.total[:k]
-
-    def increase(self, start: float, end: float, max_gap: float) -> float | None:
-        """The increase over ``(start, end]``; None without a sample inside or two in all."""
-        times = self.times
-        first_in = bisect_right(times, start)
-        last = bisect_right(times, end) - 1
-        if first_in > last:
-            return None
-        base = first_in - 1 if first_in > 0 else first_in
-        if base == last:
-            return None
-        total = self.total
-        out = total[last] - total[base]
-        gap = times[base + 1] - times[base]
-        if times[base] <= start and gap > max_gap:
-            # A long gap across the window start: count only its part inside the window.
-            outside = (start - times[base]) / gap
-            out -= (total[base + 1] - total[base]) * outside
-        return out
 
 
 @dataclass
@@ -220,7 +132,7 @@ class _TargetState:
     last_ok: float | None = None  # when it last answered
 
 
-class ScraperProvider:
+class ScraperProvider(ResourceScraping):
     """Scrapes targets' /metrics itself and answers the profile queries from memory."""
 
     name = "scraper"
@@ -257,7 +169,7 @@ class ScraperProvider:
         self._lock = threading.Lock()
         self._targets: dict[str, _TargetState] = {}
         # sample name -> series key -> samples
-        self._series: dict[str, dict[SeriesKey, _Series]] = {}
+        self._series: dict[str, dict[SeriesKey, Samples]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -327,12 +239,15 @@ class ScraperProvider:
             state = self._targets.get(url)
             if state is None:
                 return error, ts  # removed while it was being scraped
+            answered_before = state.last_ok
             self._note(url, state, error, ts)
             for name, labels, value in samples:
                 by_key = self._series.setdefault(name, {})
                 series = by_key.get((url, labels))
                 if series is None:
-                    series = by_key[(url, labels)] = _Series()
+                    series = by_key[(url, labels)] = Samples()
+                    if name in COUNTERS and answered_before is not None and answered_before < ts:
+                        series.append(answered_before, 0.0)  # born since that scrape
                 series.append(ts, value)
         return error, ts
 
@@ -533,7 +448,7 @@ class ScraperProvider:
 
         The caller holds the lock.
         """
-        ids = _identity_index(profile, subjects)
+        ids = identity_index(profile, subjects)
         if not ids:
             return
         max_gap = 2 * self.interval_s
@@ -545,16 +460,6 @@ class ScraperProvider:
             inc = series.increase(start, end, max_gap)
             if inc is not None:
                 yield subject, labels, inc
-
-
-def _identity_index(
-    profile: Profile, subjects: Sequence[Subject]
-) -> dict[tuple[str, ...], Subject]:
-    out = {}
-    for s in subjects:
-        values = profile.selector_values(s.app, s.namespace, s.version)
-        out[tuple(values[label] for label in profile.identity_labels)] = s
-    return out
 
 
 def _monotone(items: list[tuple[float, float]]) -> Buckets:

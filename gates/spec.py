@@ -10,7 +10,9 @@ from gatekeeper.domain.errors import InvalidInput
 from gatekeeper.domain.gates import (
     GATE_NAME,
     MIN_SCALED_INTERVAL,
+    POOL_MAPPINGS,
     PROFILE_NAMES,
+    RESOURCE_SOURCES,
     Comparison,
     GateSet,
     GateSpec,
@@ -24,7 +26,9 @@ from gatekeeper.domain.gates import (
 __all__ = [
     "GATE_NAME",
     "MIN_SCALED_INTERVAL",
+    "POOL_MAPPINGS",
     "PROFILE_NAMES",
+    "RESOURCE_SOURCES",
     "Comparison",
     "GateSet",
     "GateSpec",

@@ -18,6 +18,11 @@ from .validation import error_text
 
 # The metric profiles by name (their metric names live in gates/profiles.py).
 PROFILE_NAMES = ("http", "istio", "nginx", "envoy")
+# Where CPU and memory come from: the app's own process metrics, or cAdvisor's per
+# container figures on Kubernetes (gates/profiles.py).
+RESOURCE_SOURCES = ("process", "cadvisor")
+# The database pool exporters a db_pool gate knows (their metric names: gates/profiles.py).
+POOL_MAPPINGS = ("hikaricp", "hikaricp-prometheus", "otel", "otel-1.26", "go-sql", "pgbouncer")
 
 MIN_SCALED_INTERVAL = 0.25
 GATE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -54,12 +59,27 @@ class Comparison(StrEnum):
 class Metric(StrEnum):
     ERROR_RATIO = "error_ratio"  # 5xx / all requests
     LATENCY = "latency"  # a quantile of the duration histogram, in seconds
+    REQUESTS = "requests"  # the candidate's share of requests, and the total request rate
+    CPU = "cpu"  # CPU seconds per request
+    MEMORY = "memory"  # resident memory, in bytes
+    DB_POOL = "db_pool"  # connections in use / the pool's maximum
 
 
 class Kind(StrEnum):
     THRESHOLD = "threshold"  # the candidate against a fixed threshold
     BASELINE = "baseline"  # the candidate against the stable version over the same window
     MANN_WHITNEY = "mann_whitney"  # the candidate's samples against the baseline's samples
+    TRAFFIC = "traffic"  # requests against the weight the router was told
+    GROWTH = "growth"  # how fast the candidate's memory grows (a leak)
+
+
+# The metrics of the resource gates, and the kinds each one may be judged by.
+RESOURCE_KINDS = {
+    Metric.REQUESTS: (Kind.TRAFFIC,),
+    Metric.CPU: (Kind.BASELINE,),
+    Metric.MEMORY: (Kind.BASELINE, Kind.GROWTH),
+    Metric.DB_POOL: (Kind.THRESHOLD,),
+}
 
 
 class NoData(StrEnum):
@@ -93,10 +113,24 @@ class GateSpec(_Strict):
     guard: bool = False
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_effect: float = Field(default=0.0, ge=0)
-    confidence: float = Field(default=0.95, ge=0, lt=1)  # error_ratio gates; 0 turns it off
+    # error_ratio, traffic, cpu and memory gates: fail only when significant; 0 turns it off
+    confidence: float = Field(default=0.95, ge=0, lt=1)
     # A warning error_ratio gate is judged again on the counts since the breach began,
     # looking back this far: a fixed window never gathers enough evidence. 0 turns it off.
     evidence_window: Duration = 0.0
+    # traffic: how far the candidate's requests per unit of weight may fall short of (or
+    # exceed) stable's, and how far the total request rate may drop after a shift.
+    tolerance: float = Field(default=0.1, gt=0, lt=1)
+    max_drop: float = Field(default=0.1, gt=0, lt=1)
+    # cpu, memory against the baseline: candidate <= baseline x max_ratio
+    max_ratio: float | None = Field(default=None, gt=1)
+    # growth: memory may grow at most this share of itself per growth_period
+    max_growth: float | None = Field(default=None, gt=0)
+    growth_period: Duration = 3600.0
+    # cpu, memory, growth: judged from this long after the candidate's first traffic
+    warmup: Duration = 0.0
+    # db_pool: the exporter whose metrics to read (one of POOL_MAPPINGS); None: any of them
+    pool: str | None = None
 
     @model_validator(mode="after")
     def _evidence_window_applies(self) -> GateSpec:
@@ -121,10 +155,82 @@ class GateSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _resources(self) -> GateSpec:
+        """The resource gates' metrics and kinds go together, with their own limits."""
+        where = f"gate {self.name!r}"
+        kinds = RESOURCE_KINDS.get(self.metric) if self.metric is not None else None
+        if kinds is None:
+            if self.kind in (Kind.TRAFFIC, Kind.GROWTH):
+                wanted = "requests" if self.kind is Kind.TRAFFIC else "memory"
+                raise ValueError(f"{where}: a {self.kind.value} gate judges metric {wanted}")
+            for name in ("max_ratio", "max_growth", "pool"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{where}: {name} applies to the resource gates only")
+            if self.warmup:
+                raise ValueError(
+                    f"{where}: warmup applies to the cpu and memory gates only "
+                    "(metric cpu or memory)"
+                )
+            return self
+        assert self.metric is not None
+        if self.kind not in kinds:
+            allowed = " or ".join(k.value for k in kinds)
+            raise ValueError(
+                f"{where}: metric {self.metric.value} is judged by kind {allowed}, "
+                f"not {self.kind.value}"
+            )
+        if self.metric is Metric.CPU or (
+            self.metric is Metric.MEMORY and self.kind is Kind.BASELINE
+        ):
+            if self.max_ratio is None:
+                raise ValueError(
+                    f"{where}: a {self.metric.value} gate against the baseline needs max_ratio "
+                    "(the candidate's figure may be at most max_ratio times the baseline's)"
+                )
+            if self.max_increase is not None:
+                raise ValueError(
+                    f"{where}: a {self.metric.value} gate compares by max_ratio, not max_increase"
+                )
+        elif self.max_ratio is not None:
+            raise ValueError(f"{where}: max_ratio applies to cpu and memory baseline gates only")
+        if self.kind is Kind.GROWTH and self.max_growth is None:
+            raise ValueError(
+                f"{where}: a growth gate needs max_growth (a share of its size per "
+                "growth_period, e.g. 0.2 for 20% an hour)"
+            )
+        if self.kind is not Kind.GROWTH and self.max_growth is not None:
+            raise ValueError(f"{where}: max_growth applies to growth gates only")
+        if self.growth_period <= 0:
+            raise ValueError(f"{where}: growth_period must be longer than 0s")
+        if self.metric is Metric.DB_POOL:
+            if self.threshold is None or not 0 < self.threshold <= 1:
+                raise ValueError(
+                    f"{where}: a db_pool gate needs threshold, a share of the pool in use "
+                    "above 0 and at most 1 (0.8: 80%)"
+                )
+            if self.comparison not in (Comparison.GT, Comparison.GE):
+                raise ValueError(f"{where}: a db_pool gate breaches above its threshold: use '>'")
+        if self.pool is not None and (
+            self.metric is not Metric.DB_POOL or self.pool not in POOL_MAPPINGS
+        ):
+            raise ValueError(
+                f"{where}: pool {self.pool!r} names the exporter of a db_pool gate; "
+                f"allowed: {', '.join(POOL_MAPPINGS)}"
+            )
+        if self.warmup and self.metric not in (Metric.CPU, Metric.MEMORY):
+            raise ValueError(f"{where}: warmup applies to the cpu and memory gates only")
+        if self.query is not None:
+            raise ValueError(f"{where}: set exactly one of metric or query")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> GateSpec:
         where = f"gate {self.name!r}"
         if (self.metric is None) == (self.query is None):
-            raise ValueError(f"{where}: set exactly one of metric (error_ratio, latency) or query")
+            raise ValueError(
+                f"{where}: set exactly one of metric "
+                f"({', '.join(m.value for m in Metric)}) or query"
+            )
         for field in ("query", "requests_query"):
             tpl = getattr(self, field)
             if tpl is not None:
@@ -136,7 +242,11 @@ class GateSpec(_Strict):
             raise ValueError(f"{where}: window must be longer than 0s")
         if self.interval <= 0:
             raise ValueError(f"{where}: interval must be longer than 0s")
-        if self.kind is Kind.THRESHOLD and self.threshold is None:
+        if (
+            self.kind is Kind.THRESHOLD
+            and self.threshold is None
+            and self.metric is not Metric.DB_POOL
+        ):
             raise ValueError(f"{where}: a threshold gate needs threshold")
         if self.metric is Metric.LATENCY and self.comparison is not Comparison.GT:
             raise ValueError(f"{where}: a latency gate breaches when above its threshold: use '>'")
@@ -148,7 +258,11 @@ class GateSpec(_Strict):
             raise ValueError(f"{where}: latency threshold {self.threshold} must be above 0 seconds")
         if self.kind is Kind.MANN_WHITNEY and self.metric is not Metric.ERROR_RATIO:
             raise ValueError(f"{where}: a mann_whitney gate judges metric error_ratio")
-        if self.kind is Kind.BASELINE and self.max_increase is None:
+        if (
+            self.kind is Kind.BASELINE
+            and self.max_increase is None
+            and self.metric not in (Metric.CPU, Metric.MEMORY)
+        ):
             raise ValueError(f"{where}: a baseline gate needs max_increase")
         if (
             self.kind is Kind.BASELINE
@@ -183,13 +297,28 @@ class GateSpec(_Strict):
             return f"p{round(self.quantile * 100):d} latency"
         if self.metric is Metric.ERROR_RATIO:
             return "error ratio"
+        if self.metric is Metric.CPU:
+            return "CPU per request"
+        if self.metric is Metric.MEMORY:
+            return "memory growth" if self.kind is Kind.GROWTH else "resident memory"
+        if self.metric is Metric.DB_POOL:
+            return "pool in use"
+        if self.metric is Metric.REQUESTS:
+            return "request share"
         return "value"
 
     def scaled(self, factor: float) -> GateSpec:
         """The same gate with every duration divided by ``factor`` (time compression)."""
         changes: dict[str, Any] = {
             f: compressed(getattr(self, f), factor)
-            for f in ("window", "sustained_for", "inconclusive_deadline", "evidence_window")
+            for f in (
+                "window",
+                "sustained_for",
+                "inconclusive_deadline",
+                "evidence_window",
+                "growth_period",
+                "warmup",
+            )
         }
         # Compressed time does not make Prometheus answer faster: intervals stop at 250ms.
         changes["interval"] = max(
@@ -204,6 +333,7 @@ class GateSet(_Strict):
     """The gates of a release, and the metric profile they read."""
 
     profile: str = "http"
+    resources: str = "process"  # where CPU and memory come from: process | cadvisor
     gates: tuple[GateSpec, ...]
 
     @model_validator(mode="after")
@@ -212,6 +342,12 @@ class GateSet(_Strict):
             raise ValueError(
                 f"profile {self.profile!r} is not known; "
                 f"allowed: {', '.join(sorted(PROFILE_NAMES))}"
+            )
+        if self.resources not in RESOURCE_SOURCES:
+            raise ValueError(
+                f"resources {self.resources!r} is not known; allowed: "
+                f"{', '.join(RESOURCE_SOURCES)} (the app's process_* metrics, or cAdvisor's "
+                "container_* metrics on Kubernetes)"
             )
         seen: set[str] = set()
         for g in self.gates:
@@ -233,7 +369,9 @@ class GateSet(_Strict):
 
 
 def default_gates(profile: str = "http") -> GateSet:
-    """The operating rules: abort at >5%, roll back on >2% held for 15m, p95 under 500ms."""
+    """The operating rules: abort at >5%, roll back on >2% held for 15m, p95 under 500ms;
+    and request rate, CPU, memory and the database pool stay stable (README: why these
+    thresholds)."""
     return GateSet(
         profile=profile,
         gates=(
@@ -264,6 +402,46 @@ def default_gates(profile: str = "http") -> GateSet:
                 comparison=Comparison.GT,
                 threshold=0.5,
                 window=300,
+                interval=30,
+            ),
+            # Judged every 30s for hours: 99% per look (stricter in few requests) keeps a
+            # healthy candidate's noise from failing it; a tenth of the weight's odds
+            # leaves room for probes and per-connection routing.
+            GateSpec(
+                name="traffic",
+                kind=Kind.TRAFFIC,
+                metric=Metric.REQUESTS,
+                window=900,  # evidence since the shift, up to 15m: a low rate needs it
+                interval=30,
+                tolerance=0.1,
+                max_drop=0.1,
+                confidence=0.99,
+            ),
+            # Per request, so the candidate's smaller share is no excuse; after a warm-up,
+            # since a JIT or a cold cache burns CPU in the first minutes.
+            GateSpec(
+                name="cpu",
+                kind=Kind.BASELINE,
+                metric=Metric.CPU,
+                max_ratio=1.5,
+                window=300,
+                interval=30,
+                warmup=300,
+            ),
+            GateSpec(
+                name="memory",
+                kind=Kind.BASELINE,
+                metric=Metric.MEMORY,
+                max_ratio=1.5,
+                window=300,
+                interval=30,
+                warmup=300,
+            ),
+            GateSpec(
+                name="db-pool",
+                metric=Metric.DB_POOL,
+                threshold=0.8,
+                window=120,
                 interval=30,
             ),
         ),

@@ -198,7 +198,10 @@ def start_release(ctx: StepContext) -> None:
     if ctx.on_deployed:
         ctx.on_deployed(ctx.workloads.metrics_endpoints())
     ctx.traffic()
-    if ctx.router.weight() > 0:
+    weight = ctx.router.weight()
+    # A resumed release, or one step run alone: the traffic gate judges from now on.
+    ctx.judge.gates.weight_told(weight, ctx.clock.now())
+    if weight > 0:
         ctx.judge.gates.traffic_started(ctx.clock.now())  # resumed with traffic flowing
 
 

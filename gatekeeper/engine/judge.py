@@ -21,7 +21,6 @@ from gates.live import LiveGates
 from .records import Recorder
 from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
 
-
 P0_READ_S = 1.0  # how often the candidate's workloads are read for P0 signals
 
 

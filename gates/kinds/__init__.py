@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from gatekeeper.domain.verdicts import GateResult
 
 from ..provider import Subject
-from ..spec import GateSpec, Kind
-from . import custom, instant, mann_whitney, sustained
+from ..spec import GateSpec, Kind, Metric
+from . import custom, growth, instant, mann_whitney, pool, resources, sustained, traffic
 
 if TYPE_CHECKING:
     from ..evaluate import GateEvaluator, Release
@@ -31,13 +31,22 @@ KINDS: dict[str, KindFn] = {
     Kind.MANN_WHITNEY.value: mann_whitney.evaluate,
     Kind.THRESHOLD.value: instant.evaluate,
     Kind.BASELINE.value: instant.evaluate,
+    Kind.TRAFFIC.value: traffic.evaluate,
+    Kind.GROWTH.value: growth.evaluate,
+    "resources": resources.evaluate,
+    "pool": pool.evaluate,
 }
 
 
 def kind_of(gate: GateSpec) -> str:
-    """custom (a query), sustained (a threshold held for a time), or the spec's kind."""
+    """custom (a query), sustained (a threshold held for a time), resources (cpu or memory
+    against the baseline), pool (db_pool), or the spec's kind."""
     if gate.query is not None:
         return "custom"
+    if gate.metric in (Metric.CPU, Metric.MEMORY) and gate.kind is Kind.BASELINE:
+        return "resources"
+    if gate.metric is Metric.DB_POOL:
+        return "pool"
     if gate.kind is Kind.THRESHOLD and gate.sustained_for > 0:
         return "sustained"
     return gate.kind.value

@@ -73,14 +73,19 @@ def test_too_little_traffic_holds(history_prometheus, history_start):
     result = _run(history_prometheus, history_start, "lowtraffic")
     assert result.decision is Decision.HOLD
     assert result.decided_at is None
-    assert all(r.verdict.value == "inconclusive" for r in result.timeline)
-    assert "too little traffic" in result.timeline[-1].reason
+    rules = [r for r in result.timeline if r.gate in ("abort", "sustained", "latency")]
+    assert all(r.verdict.value == "inconclusive" for r in rules)
+    assert "too little traffic" in rules[-1].reason
+    # Without weights or process metrics the resource gates have nothing to judge.
+    others = [r for r in result.timeline if r not in rules]
+    assert {r.verdict.value for r in others} <= {"not_applicable", "inconclusive"}
 
 
 def test_no_traffic_at_all_holds(history_prometheus, history_start):
     result = _run(history_prometheus, history_start, "nosuchapp")
     assert result.decision is Decision.HOLD
-    assert all("no data" in r.reason for r in result.timeline)
+    rules = [r for r in result.timeline if r.gate in ("abort", "sustained", "latency")]
+    assert rules and all("no data" in r.reason for r in rules)
 
 
 def test_p95_at_650ms_rolls_back(history_prometheus, history_start):
@@ -125,7 +130,15 @@ def test_cli_prints_the_json_contract(history_prometheus, history_start):
     assert doc["decided_at"].endswith("Z")
     row = doc["timeline"][0]
     assert set(row) == {"time", "gate", "value", "verdict", "reason"}
-    assert {r["gate"] for r in doc["timeline"]} == {"abort", "sustained", "latency"}
+    assert {r["gate"] for r in doc["timeline"]} == {
+        "abort",
+        "sustained",
+        "latency",
+        "traffic",
+        "cpu",
+        "memory",
+        "db-pool",
+    }
 
 
 def test_cli_rejects_a_bad_time_with_exit_2(history_prometheus):

@@ -65,7 +65,7 @@ def test_the_sustained_gate_under_time_scale_asks_prometheus_a_query_it_accepts(
             candidate=Subject("errors3", "v2"), started=history_start - timedelta(hours=1)
         )
         at = history_start + timedelta(minutes=10, microseconds=123_456)
-        [_, sustained, _] = evaluator.evaluate(release, at)
+        sustained = evaluator.evaluate(release, at)[1]
     finally:
         provider.close()
     assert "measurement error" not in sustained.reason, sustained.reason

@@ -80,6 +80,10 @@ def test_connection_refused_is_retried_then_inconclusive_never_pass():
         Release(Subject("shop", "v2"), started=datetime.now(UTC) - timedelta(hours=1)),
         datetime.now(UTC),
     )
-    assert {r.verdict for r in results} == {Verdict.INCONCLUSIVE}
-    assert all("measurement error" in r.reason for r in results)
-    assert provider.calls == 3 * (len(results) + 1)  # + the scrape-interval probe
+    assert Verdict.PASS not in {r.verdict for r in results}
+    # Gates that query (the others have nothing to judge: no weight, no baseline named).
+    queried = [r for r in results if r.verdict is not Verdict.NOT_APPLICABLE]
+    assert [r.gate for r in queried] == ["abort", "sustained", "latency", "db-pool"]
+    assert {r.verdict for r in queried} == {Verdict.INCONCLUSIVE}
+    assert all("measurement error" in r.reason for r in queried)
+    assert provider.calls == 3 * (len(queried) + 1)  # + the scrape-interval probe

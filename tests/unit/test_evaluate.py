@@ -103,7 +103,7 @@ def _check_protocol(p: FakeProvider) -> Provider:
     return p  # mypy checks that the fake implements the protocol
 
 
-ABORT, SUSTAINED, LATENCY = default_gates().gates
+ABORT, SUSTAINED, LATENCY = default_gates().gates[:3]
 BASELINE = GateSpec(
     name="vs-stable",
     kind=Kind.BASELINE,
@@ -119,7 +119,7 @@ CUSTOM = GateSpec(
 
 
 def _evaluator(provider: FakeProvider, *gates: GateSpec, **kw: Any) -> GateEvaluator:
-    gate_set = GateSet(gates=gates) if gates else default_gates()
+    gate_set = GateSet(gates=gates or (ABORT, SUSTAINED, LATENCY))
     return GateEvaluator(gate_set, provider, **kw)
 
 

@@ -268,10 +268,17 @@ COUNT_CASES = [
         want={A1: Counts(requests=40, errors=0)},
     ),
     CountCase(
-        "a series born inside the window starts from its first sample",
+        "a series born on a target that answered before starts from 0 at that scrape",
         _born_inside_window(),
         window_s=5,
         at_s=10,
+        want={A1: Counts(requests=27, errors=0)},
+    ),
+    CountCase(
+        "a series of a target's first scrape starts from its first sample",
+        _born_inside_window()[8:],
+        window_s=5,
+        at_s=2,
         want={A1: Counts(requests=20, errors=0)},
     ),
     CountCase(
@@ -624,14 +631,20 @@ def test_series_of_a_silent_target_disappear_after_retention() -> None:
     assert not provider._series
 
 
-def test_only_profile_metrics_are_kept_unless_told() -> None:
+def test_only_the_metrics_gates_read_are_kept_unless_told() -> None:
     frames: list[Frame] = [
-        {POD_A: [req("shop", "v1", "200", t), ("process_cpu_seconds_total", {}, float(t))]}
+        {
+            POD_A: [
+                req("shop", "v1", "200", t),
+                ("process_cpu_seconds_total", {}, float(t)),
+                ("go_goroutines", {}, 7.0),
+            ]
+        }
         for t in range(3)
     ]
-    assert set(scraped(frames)._series) == {"http_requests_total"}
-    chosen = scraped(frames, metrics=["process_cpu_seconds_total"])
-    assert set(chosen._series) == {"process_cpu_seconds_total"}
+    assert set(scraped(frames)._series) == {"http_requests_total", "process_cpu_seconds_total"}
+    chosen = scraped(frames, metrics=["go_goroutines"])
+    assert set(chosen._series) == {"go_goroutines"}
 
 
 def test_a_clock_going_backwards_does_not_reorder_history() -> None:

@@ -130,7 +130,8 @@ def _one(**fields: Any) -> dict[str, Any]:
         ),
         pytest.param(
             _one(query='x{app="$app"}'),
-            "gate 'g': set exactly one of metric (error_ratio, latency) or query",
+            "gate 'g': set exactly one of metric (error_ratio, latency, requests, cpu, memory, "
+            "db_pool) or query",
             id="both-metric-and-query",
         ),
         pytest.param(_one(metric=None), "set exactly one of metric", id="neither-metric-nor-query"),
@@ -293,7 +294,7 @@ def test_yaml_nan_window_is_refused() -> None:
 
 def test_scaled_divides_every_duration_and_nothing_else() -> None:
     gs = default_gates().scaled(60)
-    abort, sustained, latency = gs.gates
+    abort, sustained, latency, traffic, cpu, memory, pool = gs.gates
     assert (abort.window, abort.interval, abort.inconclusive_deadline) == (2.0, 0.25, 30.0)
     assert sustained.interval == 0.5
     assert (sustained.window, sustained.sustained_for, sustained.confirm_window) == (
@@ -302,8 +303,15 @@ def test_scaled_divides_every_duration_and_nothing_else() -> None:
         15.0,
     )
     assert latency.confirm_window is None
-    assert [g.threshold for g in gs.gates] == [0.05, 0.02, 0.5]
-    assert [g.min_requests for g in gs.gates] == [100, 100, 100]
+    assert (cpu.window, cpu.warmup, cpu.growth_period) == (5.0, 5.0, 60.0)
+    assert (traffic.tolerance, traffic.max_drop, cpu.max_ratio, memory.max_ratio) == (
+        0.1,
+        0.1,
+        1.5,
+        1.5,
+    )
+    assert [g.threshold for g in gs.gates] == [0.05, 0.02, 0.5, None, None, None, 0.8]
+    assert [g.min_requests for g in gs.gates] == [100] * 7
     assert gs.profile == default_gates().profile
 
 
@@ -369,9 +377,18 @@ def test_default_gates_follow_the_rules(gate: str, expected: dict[str, Any]) -> 
     assert spec.inconclusive_deadline > 0
 
 
-def test_default_gates_are_exactly_three() -> None:
+def test_default_gates_are_the_rules_error_latency_and_resources() -> None:
     gs = default_gates()
-    assert [g.name for g in gs.gates] == ["abort", "sustained", "latency"]
+    assert [g.name for g in gs.gates] == [
+        "abort",
+        "sustained",
+        "latency",
+        "traffic",
+        "cpu",
+        "memory",
+        "db-pool",
+    ]
+    assert gs.resources == "process"
     assert gs.profile == "http"
     assert default_gates("istio").profile == "istio"
 

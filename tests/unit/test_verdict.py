@@ -35,7 +35,7 @@ AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 INF = math.inf
 NAN = math.nan
 
-ABORT, SUSTAINED, LATENCY = default_gates().gates
+ABORT, SUSTAINED, LATENCY = default_gates().gates[:3]
 ABORT_FAILS_ON_NO_DATA = ABORT.model_copy(update={"no_data": NoData.FAIL})
 QUERY = GateSpec(name="custom", query='sum by (pod) (x{app="$app"})', threshold=0.1)
 BASELINE = GateSpec(

@@ -14,6 +14,15 @@ def run(release: ReleaseSpec, step: DeployCandidate, ctx: StepContext) -> None:
     ctx.workloads.deploy_candidate(ctx.candidate_run(), step.scale_percent)
     if ctx.on_deployed:
         ctx.on_deployed(ctx.workloads.metrics_endpoints())
+    if step.scale_percent == 0 and not ctx.workloads.metrics_endpoints(release.version):
+        # Rolling on Kubernetes: the candidate has no replica before its first batch, so
+        # there is nothing to scrape yet; the first batch waits for its metrics.
+        ctx.recorder.event(
+            "metrics",
+            f"{ctx.judge.gates.release.candidate} runs no replica yet: its metrics are "
+            "awaited at its first batch",
+        )
+        return
     await_metrics(release, ctx)
 
 

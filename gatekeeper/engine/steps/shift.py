@@ -17,12 +17,14 @@ def shift(ctx: StepContext, weight: int, step: str, *, judged: bool = False) -> 
     fresh verdict that a traffic increase needs."""
     current = ctx.router.weight()
     if current == weight:
+        ctx.judge.gates.weight_told(weight, ctx.clock.now())  # resumed: known from now on
         ctx.recorder.event("shift", f"traffic already at candidate {weight}%")
         return
     if weight > current and not judged:
         ctx.judge.require_fresh_pass(step)
     # A router that does not answer for a moment is retried (with backoff, for a minute).
     ctx.retrying(lambda: ctx.router.set_weight(weight))
+    ctx.judge.gates.weight_told(weight, ctx.clock.now())  # the traffic gate judges against it
     if weight > 0:
         ctx.judge.gates.traffic_started(ctx.clock.now())
     ctx.recorder.event("shift", f"traffic: candidate {current}% -> {weight}%")
