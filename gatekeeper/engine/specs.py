@@ -64,7 +64,8 @@ def with_gateway_gate(spec: ReleaseSpec, gate_set: GateSet) -> GateSet:
             f"{target.gateway_metrics!r}); rename that gate"
         )
     profile = gateway_profile(target.gateway_metrics)
-    gate = gateway_gate(profile, target.namespace, Settings.of(spec).candidate_service)
+    names = Settings.of(spec)
+    gate = gateway_gate(profile, target.namespace, names.route, names.service)
     return gate_set.model_copy(update={"gates": (*gate_set.gates, gate)})
 
 

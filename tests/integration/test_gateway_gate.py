@@ -17,37 +17,53 @@ from tests.support.prom import LocalPrometheus, backfill, prometheus
 
 pytestmark = pytest.mark.integration
 
-METRIC = "traefik_service_requests_total"
+ROUTER = "traefik_router_requests_total"
+SERVICE = "traefik_service_requests_total"
 START = datetime(2026, 11, 20, 14, 0, 7, tzinfo=UTC)  # not a round second
-MINUTES = 10
-# Per second, by backend Service: (requests answered 200, requests answered 502)
-BACKENDS = {
-    "shop-candidate": (20, 0),  # healthy for 5 minutes, then its pods die (below)
-    "shop": (60, 0),  # stable: healthy throughout
-    "cart-candidate": (0.5, 0),  # too little traffic to judge: 15 requests in 30s
-}
+POINTS = 10 * 4 + 1  # 10 minutes every 15 s
+DEAD_FROM = 20  # the point (5 minutes) from which shop's candidate answers nothing
 
 
-def _series(service: str, code: str, values: list[float]) -> str:
-    name = f'service="prod-{service}-http-80@kubernetesgateway"'
-    lines = []
-    for i, v in enumerate(values):
+def _router(route: str) -> str:
+    return f'router="httproute-prod-{route}-gw-gateway-bed-ep-web-0-1423a5ac@kubernetesgateway"'
+
+
+def _service(service: str) -> str:
+    return f'service="prod-{service}-http-80@kubernetesgateway"'
+
+
+def _counter(metric: str, labels: str, code: str, per_point: list[float]) -> str:
+    lines, total = [], 0.0
+    for i, n in enumerate(per_point):
+        total += n
         t = START + timedelta(seconds=15 * i)
-        lines.append(f'{METRIC}{{{name},code="{code}"}} {v} {t.timestamp():.3f}')
+        lines.append(f'{metric}{{{labels},code="{code}"}} {total} {t.timestamp():.3f}')
     return "\n".join(lines)
 
 
 def _history() -> str:
-    points = MINUTES * 4 + 1
-    out = [f"# TYPE {METRIC} counter"]
-    for service, (ok, bad) in BACKENDS.items():
-        oks = [15.0 * ok * i for i in range(points)]
-        bads = [15.0 * bad * i for i in range(points)]
-        if service == "shop-candidate":  # dead after 5 minutes: every request a 502
-            oks = [15.0 * ok * min(i, 20) for i in range(points)]
-            bads = [15.0 * ok * max(0, i - 20) for i in range(points)]
-        out.append(_series(service, "200", oks))
-        out.append(_series(service, "502", bads))
+    """Per 15 s. shop: stable serves 900 (1% 500s of its own), its candidate 300 until it dies,
+    then the gateway answers those 300 with 503 (no ready endpoint: counted on the route
+    only). cart: 5 requests to its candidate, too few. Stable is `shop` / `cart`."""
+
+    def flat(n: float) -> list[float]:
+        return [0.0] + [n] * (POINTS - 1)
+
+    alive = [0.0] + [300.0 if i < DEAD_FROM else 0.0 for i in range(1, POINTS)]
+    dead = [0.0] + [0.0 if i < DEAD_FROM else 300.0 for i in range(1, POINTS)]
+    out = [f"# TYPE {ROUTER} counter", f"# TYPE {SERVICE} counter"]
+    out += [
+        _counter(
+            ROUTER, _router("shop"), "200", [a + 891.0 * (i > 0) for i, a in enumerate(alive)]
+        ),
+        _counter(ROUTER, _router("shop"), "500", flat(9.0)),
+        _counter(ROUTER, _router("shop"), "503", dead),
+        _counter(SERVICE, _service("shop"), "200", flat(891.0)),
+        _counter(SERVICE, _service("shop"), "500", flat(9.0)),
+        _counter(SERVICE, _service("shop-candidate"), "200", alive),
+        _counter(ROUTER, _router("cart"), "200", flat(605.0)),
+        _counter(SERVICE, _service("cart"), "200", flat(600.0)),
+    ]
     return "\n".join(out) + "\n# EOF\n"
 
 
@@ -59,32 +75,31 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
         yield server
 
 
-def _verdict(prom: LocalPrometheus, service: str, at: datetime) -> tuple[Verdict, str]:
-    gate = gateway_gate(GATEWAY_PROFILES["traefik"], "prod", service)
+def _verdict(prom: LocalPrometheus, route: str, at: datetime) -> tuple[Verdict, str]:
+    gate = gateway_gate(GATEWAY_PROFILES["traefik"], "prod", route, route)
     evaluator = GateEvaluator(GateSet(gates=(gate,)), PrometheusProvider(prom.url))
-    release = Release(candidate=Subject("shop", "v2", "prod"), started=START)
+    release = Release(candidate=Subject(route, "v2", "prod"), started=START)
     [result] = evaluator.evaluate(release, at, [gate])
     return result.verdict, result.reason
 
 
 @pytest.mark.parametrize(
-    ("service", "minute", "verdict"),
+    ("route", "minute", "verdict"),
     [
-        ("shop-candidate", 4, Verdict.PASS),  # healthy
-        ("shop-candidate", 6, Verdict.FAIL),  # its pods dead: the gateway answers 502
-        ("shop", 6, Verdict.PASS),  # stable's backend is another Service
-        ("cart-candidate", 6, Verdict.INCONCLUSIVE),  # under min_requests (20)
-        ("nothing-candidate", 6, Verdict.INCONCLUSIVE),  # no series at all
+        ("shop", 4, Verdict.PASS),  # healthy; stable's own 1% of 500s are not the candidate's
+        ("shop", 7, Verdict.FAIL),  # its pods dead: the gateway answers its share with 503
+        ("cart", 7, Verdict.INCONCLUSIVE),  # 10 requests in 30 s: under min_requests (20)
+        ("nothing", 7, Verdict.INCONCLUSIVE),  # no series at all
     ],
 )
-def test_the_gateway_guard_reads_the_candidates_backend_only(
-    prom: LocalPrometheus, service: str, minute: int, verdict: Verdict
+def test_the_gateway_guard_counts_what_the_candidates_users_got(
+    prom: LocalPrometheus, route: str, minute: int, verdict: Verdict
 ) -> None:
-    got, reason = _verdict(prom, service, START + timedelta(minutes=minute))
+    got, reason = _verdict(prom, route, START + timedelta(minutes=minute))
     assert got is verdict, reason
 
 
 def test_a_dead_backend_fails_with_the_ratio_and_the_limit(prom: LocalPrometheus) -> None:
-    got, reason = _verdict(prom, "shop-candidate", START + timedelta(minutes=6))
+    got, reason = _verdict(prom, "shop", START + timedelta(minutes=7))
     assert got is Verdict.FAIL
     assert reason == "gateway: value 1 > 0.05 over 30s (600 requests)", reason

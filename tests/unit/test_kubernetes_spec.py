@@ -95,7 +95,8 @@ def test_gateway_metrics_add_an_abort_guard_on_the_candidates_backend() -> None:
     gate = gates.gates[-1]
     assert (gate.name, gate.guard, gate.threshold) == ("gateway", True, 0.05)
     assert gate.query is not None
-    assert 'service=~"prod-web-candidate-http-[0-9]+@kubernetesgateway"' in gate.query
+    assert 'router=~"httproute-prod-shop-gw-.+@kubernetesgateway"' in gate.query
+    assert 'service=~"prod-web-http-[0-9]+@kubernetesgateway"' in gate.query
     assert [g.name for g in resolve_gates(parse_release(_gateway_spec())).gates][-1] != "gateway"
 
 
