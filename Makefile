@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install install-dev demo test test-unit test-e2e lint bench
+.PHONY: help install install-dev demo demo-kubernetes test test-unit test-e2e lint bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ install-dev: $(BIN)/python  ## install the gatekeeper with test tools into .venv
 
 demo: install  ## install, then run one good and one bad release on this machine
 	$(BIN)/gatekeeper demo
+
+demo-kubernetes: install-dev  ## build the test bed if needed, then a good and a bad release through its Gateway
+	scripts/testbed-build etcd kubernetes kwok traefik prometheus
+	$(BIN)/python scripts/demo_kubernetes.py
 
 test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed); lint; run every test
 	$(BIN)/ruff check .

@@ -61,6 +61,13 @@ class RouterBase:
 
     # -- shared -----------------------------------------------------------------------------------
 
+    def settle(self) -> None:
+        """Give the data plane ``drain`` to apply a change of a Service's selector (the
+        EndpointSlice controller fills its endpoints, then the Gateway reads them) before a
+        route sends users to it."""
+        if self.s.drain_s > 0:
+            self.workloads.clock.sleep(self.s.drain_s)
+
     def verify_weight(self, weight: int) -> bool:
         return self.weight() == weight
 

@@ -201,6 +201,10 @@ class GatewayApiRouter(RouterBase):
         # pods, routed to no more, are deleted once the data plane had time to apply that;
         # only then the Service's own selector comes back.
         self.pin_promoted()
+        # Pinned to the old version until now, the stable Service had no endpoint left: the
+        # route goes back to it once the data plane has its new ones, else users get 503s.
+        if route_weight(self._route(), self.s) != 0:
+            self.settle()
         self.api.update(self.route_ref, lambda r: restored_route(r, self.s))
         self.workloads.retire_candidate()
         self.unpin(self.s.candidate_version)

@@ -17,6 +17,10 @@ API:
           - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
         ports: [{name: http, containerPort: 8080}]
         readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+
+`image_container` builds the other kind, the one a release changes by image alone: no
+command, so the image (`demo:v1`, `demo:v2-bad`, ... in the bed's registry, images.py) says
+what runs and how it behaves.
 """
 
 from __future__ import annotations
@@ -71,6 +75,28 @@ def demo_container(
             _field("POD_IP", "status.podIP"),
         ],
         "ports": [{"name": "http", "containerPort": DEMO_PORT}],
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+    }
+
+
+def image_container(image: str, *, name: str = "app", port: int = DEMO_PORT) -> dict[str, Any]:
+    """A container that runs its image (no command: see images.py), with the environment the
+    demo images read (APP and VERSION from the pod's labels, POD_IP, PORT), the port `http`
+    and a readiness probe on `/healthz`."""
+    return {
+        "name": name,
+        "image": image,
+        "env": [
+            _field("APP", "metadata.labels['app']"),
+            _field("VERSION", "metadata.labels['version']"),
+            _field("POD_IP", "status.podIP"),
+            {"name": "PORT", "value": str(port)},
+        ],
+        "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 1,

@@ -23,6 +23,7 @@ from tests.e2e.testbed import paths, traefik, traffic
 from tests.e2e.testbed.audit import AuditLog, write_policy
 from tests.e2e.testbed.data_plane import Credentials, DataPlane
 from tests.e2e.testbed.executor import PodExecutor
+from tests.e2e.testbed.images import ImageRegistry
 from tests.e2e.testbed.kubeapi import JSON, KubeApi, object_path
 from tests.e2e.testbed.kwok_stages import narrowed_stages
 from tests.e2e.testbed.pki import make_pki
@@ -75,6 +76,14 @@ class ClusterBed:
     @property
     def audit(self) -> AuditLog:
         return AuditLog(self.audit_log)
+
+    @property
+    def images(self) -> ImageRegistry:
+        """The registry the app kubelet runs command-less containers from (images.py)."""
+        plane = self.data_plane
+        if plane is None or plane.kubelet is None:
+            raise RuntimeError("this bed was started without its data plane")
+        return plane.kubelet.images
 
     @property
     def pod_network(self) -> str:

@@ -2,8 +2,10 @@
 
 Pods labelled `testbed.gatekeeper.dev/run: process` are left alone by kwok's Stages. Once such
 a pod is scheduled, the kubelet gives it an address of its own (see podnet.py), starts each
-container's command and args (`$(VAR)` expanded) with the container's env in a process group,
-and keeps the pod's status as a kubelet would:
+container's command and args (`$(VAR)` expanded) with the container's env in a process group
+(a container without a command runs its image's entrypoint from the bed's registry, see
+images.py; an image not there waits in ErrImagePull/ImagePullBackOff), and keeps the pod's
+status as a kubelet would:
 
 - phase Running, podIP/podIPs, hostIP, startTime;
 - readinessProbe (httpGet, on the pod address) every periodSeconds, honouring
@@ -40,6 +42,7 @@ from typing import Any, TextIO
 import httpx
 
 from tests.e2e.testbed import podspec
+from tests.e2e.testbed.images import Image, ImageRegistry, default_registry
 from tests.e2e.testbed.kubeapi import ApiError, KubeApi
 from tests.e2e.testbed.podnet import PodNetwork
 
@@ -48,6 +51,7 @@ APP_LABEL_VALUE = "process"
 SELECTOR = f"{APP_LABEL}={APP_LABEL_VALUE}"
 HOST_IP = "127.0.0.1"
 SMP = "application/strategic-merge-patch+json"
+PULL_RETRY_S = 1.0  # how often an image missing from the bed's registry is looked up again
 
 Pod = dict[str, Any]
 
@@ -83,6 +87,7 @@ class ContainerRun:
     probe_next: float = 0.0
     probe_ok: int = 0
     probe_fail: int = 0
+    pull_next: float | None = None  # an image not in the registry: when to look again
 
     @property
     def name(self) -> str:
@@ -186,26 +191,55 @@ class PodWorker(threading.Thread):
         work = self.kubelet.work_dir / meta.get("namespace", "") / meta["name"]
         work.mkdir(parents=True, exist_ok=True)
         for spec in self.pod["spec"]["containers"]:
-            try:
-                env = podspec.container_env(self.pod, spec, self._ip, HOST_IP, self._lookup)
-                argv = podspec.container_argv(spec, env)
-                probe = podspec.readiness_probe(spec, self._ip)
-            except (ValueError, KeyError, ApiError) as exc:
-                self._config_error = f"{spec['name']}: {exc}"
-                self.kubelet.log(f"{self.pod_name}: cannot run: {self._config_error}")
-                env, argv, probe = {}, [], None
-            self._containers.append(
-                ContainerRun(spec, argv, env, work / f"{spec['name']}.log", probe)
-            )
+            c = ContainerRun(spec, [], {}, work / f"{spec['name']}.log", None)
+            self._containers.append(c)
+            self._resolve(c, time.monotonic())
         if self._config_error:
             for c in self._containers:
                 c.next_start = None
                 c.waiting = {"reason": "CreateContainerConfigError", "message": self._config_error}
 
+    def _resolve(self, c: ContainerRun, now: float) -> None:
+        """The container's env, argv and probe; without a command, from its image in the
+        bed's registry (one not there yet: ErrImagePull, then ImagePullBackOff, looked up
+        again every PULL_RETRY_S)."""
+        spec = c.spec
+        image: Image | None = None
+        if not spec.get("command"):
+            image = self.kubelet.images.lookup(str(spec.get("image", "")))
+            if image is None:
+                reason = "ImagePullBackOff" if c.pull_next is not None else "ErrImagePull"
+                c.waiting = {
+                    "reason": reason,
+                    "message": f'failed to pull image "{spec.get("image", "")}": not found in '
+                    "the bed's image registry (tests/e2e/testbed/images.py)",
+                }
+                c.next_start = None
+                c.pull_next = now + PULL_RETRY_S
+                return
+        c.pull_next = None
+        try:
+            c.env = podspec.container_env(
+                self.pod, spec, self._ip, HOST_IP, self._lookup, image.env if image else None
+            )
+            c.argv = podspec.container_argv(spec, c.env, image)
+            c.probe = podspec.readiness_probe(spec, self._ip)
+        except (ValueError, KeyError, ApiError) as exc:
+            self._config_error = f"{spec['name']}: {exc}"
+            self.kubelet.log(f"{self.pod_name}: cannot run: {self._config_error}")
+            c.env, c.argv, c.probe = {}, [], None
+            c.next_start = None
+            c.waiting = {"reason": "CreateContainerConfigError", "message": self._config_error}
+            return
+        c.waiting = None
+        c.next_start = now
+
     def _lookup(self, kind: str, name: str) -> dict[str, str] | None:
         return self.kubelet.read_data(self.pod["metadata"]["namespace"], kind, name)
 
     def _step(self, c: ContainerRun, now: float) -> None:
+        if c.pull_next is not None and now >= c.pull_next:
+            self._resolve(c, now)
         if c.proc is not None and c.proc.poll() is not None:
             self._exited(c, now)
         if c.proc is None and c.next_start is not None and now >= c.next_start:
@@ -307,6 +341,8 @@ class PodWorker(threading.Thread):
         for c in self._containers:
             if c.proc is None and c.next_start is not None:
                 due.append(c.next_start)
+            if c.pull_next is not None:
+                due.append(c.pull_next)
             if c.proc is not None and c.probe is not None:
                 due.append(c.probe_next)
         return max(0.01, min(due) - now)
@@ -426,8 +462,16 @@ class PodWorker(threading.Thread):
 class Kubelet:
     """Watches the bed's app pods and keeps one PodWorker per scheduled pod."""
 
-    def __init__(self, api: KubeApi, network: PodNetwork, work_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        network: PodNetwork,
+        work_dir: Path,
+        log_path: Path,
+        images: ImageRegistry | None = None,
+    ) -> None:
         self.api = api
+        self.images = images if images is not None else default_registry()
         self.network = network
         self.work_dir = work_dir
         self.http = httpx.Client(verify=False, follow_redirects=False)  # noqa: S501 - kubelet probes do not verify

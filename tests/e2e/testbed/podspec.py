@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tests.e2e.testbed.images import Image
+
 Pod = dict[str, Any]
 Container = dict[str, Any]
 
@@ -80,10 +82,17 @@ Lookup = Callable[[str, str], dict[str, str] | None]
 
 
 def container_env(
-    pod: Pod, container: Container, pod_ip: str, host_ip: str, lookup: Lookup
+    pod: Pod,
+    container: Container,
+    pod_ip: str,
+    host_ip: str,
+    lookup: Lookup,
+    image_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The process environment: a few host variables, then envFrom and env, in order."""
+    """The process environment: a few host variables, the image's env, then envFrom and env,
+    in order."""
     env = {k: os.environ[k] for k in HOST_ENV if k in os.environ}
+    env.update(image_env or {})
     env["HOSTNAME"] = pod["metadata"]["name"]
     env["TESTBED_IMAGE"] = str(container.get("image", ""))
     declared: dict[str, str] = {}
@@ -120,13 +129,23 @@ def container_env(
     return env
 
 
-def container_argv(container: Container, env: Mapping[str, str]) -> list[str]:
-    """command + args with `$(VAR)` expanded; `python`/`python3` become this interpreter."""
-    argv = [expand(str(a), env) for a in (container.get("command") or [])]
-    argv += [expand(str(a), env) for a in (container.get("args") or [])]
+def container_argv(
+    container: Container, env: Mapping[str, str], image: Image | None = None
+) -> list[str]:
+    """command + args with `$(VAR)` expanded; without a command, the image's entrypoint and
+    the container's args (else the image's cmd); `python`/`python3` become this interpreter."""
+    # An empty args list is no args (the API server drops it), so the image's cmd applies.
+    args = container.get("args")
+    expanded_args = [expand(str(a), env) for a in args] if args else None
+    if container.get("command") or image is None:
+        argv = [expand(str(a), env) for a in (container.get("command") or [])]
+        argv += expanded_args or []
+    else:
+        argv = image.argv(expanded_args)
     if not argv:
         raise ValueError(
-            f"container {container['name']} has no command: the bed runs commands, not images"
+            f"container {container['name']} has no command and its image "
+            f"{container.get('image', '')!r} is not in the bed's registry (testbed/images.py)"
         )
     if argv[0] in PYTHON_COMMANDS:
         argv[0] = sys.executable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,8 +12,33 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+# Ports are picked below the kernel's ephemeral range: a port from bind(0) comes from that
+# range, where every outgoing connection made before the component binds it (the API server's
+# to etcd, kube-controller-manager's to the API server...) may take it first ("address already
+# in use"). Below it, only another explicit bind can.
+LOW_PORT = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
+    """A loopback port free now, outside the ephemeral range when there is room below it."""
+    top = _ephemeral_start()
+    if top - LOW_PORT >= 1000:
+        for _ in range(50):
+            candidate = random.randrange(LOW_PORT, top)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+                return candidate
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

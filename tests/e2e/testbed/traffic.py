@@ -104,3 +104,140 @@ def send(
             t.join()
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of a BackgroundLoad: when it was sent (time.time()), who answered it."""
+
+    at: float
+    version: str | None
+    code: int | None  # None: no response (connection refused, reset, timeout)
+
+
+class BackgroundLoad:
+    """Steady traffic through the Gateway from a thread while a test does something else;
+    every request is recorded with the moment it was sent (the moment Traefik routed it).
+
+        with BackgroundLoad(bed.gateway_url, host, rps=80) as load:
+            run_release(...)
+        load.between(t0, t1)  # a TrafficResult of the requests sent in [t0, t1)
+        load.per_second()     # [(second, Counter of versions)], for a message
+    """
+
+    def __init__(
+        self,
+        gateway_url: str,
+        host: str,
+        *,
+        rps: float = 80.0,
+        concurrency: int = 8,
+        timeout: float = 5.0,
+        path: str = "/",
+    ) -> None:
+        if rps <= 0:
+            raise ValueError(f"rps must be positive, got {rps}")
+        self.gateway_url = gateway_url
+        self.host = host
+        self.rps = rps
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.path = path
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._next = 0
+        self._started = 0.0
+        self._http: httpx.Client | None = None
+
+    def __enter__(self) -> BackgroundLoad:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        self._http = httpx.Client(
+            base_url=self.gateway_url,
+            headers={"Host": self.host},
+            timeout=self.timeout,
+            limits=limits,
+        )
+        self._started = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"load {self.host} {i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout + 2)
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _worker(self) -> None:
+        http = self._http
+        assert http is not None
+        while not self._stop.is_set():
+            with self._lock:
+                index = self._next
+                self._next += 1
+            delay = self._started + index / self.rps - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            sent = time.time()
+            try:
+                response = http.get(self.path)
+            except httpx.HTTPError:
+                answer = Answer(sent, None, None)
+            else:
+                answer = Answer(sent, response.headers.get(VERSION_HEADER), response.status_code)
+            with self._lock:
+                self.answers.append(answer)
+
+    def mark(self) -> float:
+        """Now, on the clock answers are stamped with."""
+        return time.time()
+
+    def between(self, start: float, end: float | None = None) -> TrafficResult:
+        """The requests sent in [start, end) (to now without an end)."""
+        with self._lock:
+            chosen = [a for a in self.answers if a.at >= start and (end is None or a.at < end)]
+        result = TrafficResult(sent=len(chosen))
+        for a in chosen:
+            if a.code is None:
+                result.failures += 1
+                continue
+            result.by_code[a.code] += 1
+            if a.version:
+                result.by_version[a.version] += 1
+        if chosen:
+            result.seconds = chosen[-1].at - chosen[0].at
+        return result
+
+    def per_second(
+        self, start: float | None = None, end: float | None = None
+    ) -> list[tuple[int, Counter[str]]]:
+        """Answers per whole second since ``start`` (default the first request) by version;
+        no response counts as `-`, an answer without a version as its code."""
+        with self._lock:
+            answers = list(self.answers)
+        if not answers:
+            return []
+        origin = answers[0].at if start is None else start
+        seconds: dict[int, Counter[str]] = {}
+        for a in answers:
+            if a.at < origin or (end is not None and a.at >= end):
+                continue
+            key = a.version or ("-" if a.code is None else str(a.code))
+            seconds.setdefault(int(a.at - origin), Counter())[key] += 1
+        return sorted(seconds.items())
