@@ -1,6 +1,7 @@
 """A rolling release whose target runs no candidate replica before its first batch (Kubernetes:
 a candidate Deployment at 0 replicas) waits for the candidate's metrics at that batch, not at
-the deploy step, where there is nothing to scrape."""
+the deploy step, where there is nothing to scrape; and every batch waits for its new
+replicas' first scrape before its traffic is judged."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ def test_a_rolling_candidate_without_replicas_is_awaited_at_its_first_batch(
     assert metrics[0] == (
         "default/shop@v2 runs no replica yet: its metrics are awaited at its first batch"
     )
-    assert metrics[1].startswith("default/shop@v2 seen by fake")
-    assert len(metrics) == 2, metrics  # the second batch does not wait again
-    first_batch = events.index(
-        ("step-started", "batch-50: replace 50% of replicas with the candidate")
-    )
-    assert events.index(("metrics", metrics[1])) > first_batch
+    # and each batch waits until its new replicas are scraped, before its shift is recorded
+    assert len(metrics) == 3, metrics
+    for batch, seen in (("batch-50", metrics[1]), ("batch-100", metrics[2])):
+        assert seen.startswith("default/shop@v2 seen by fake"), seen
+        started = next(
+            i for i, e in enumerate(events) if e[0] == "step-started" and e[1].startswith(batch)
+        )
+        shifted = next(i for i, e in enumerate(events) if i > started and e[0] == "shift")
+        assert started < events.index(("metrics", seen), started) < shifted, events
