@@ -407,6 +407,13 @@ def _bring_up(
     bed.executor.start()
 
 
+ARGO_READY_PATHS = (
+    "/api/v1/version",
+    f"/api/v1/workflows/{ARGO_NAMESPACE}",
+    f"/api/v1/workflow-templates/{ARGO_NAMESPACE}",
+)
+
+
 def _start_argo(bed: ClusterBed, bins: paths.Binaries, api: KubeApi, start: Any) -> None:
     """The Argo namespace, the controller's configuration, workflow-controller and argo-server."""
     api.create(
@@ -465,8 +472,15 @@ def _start_argo(bed: ClusterBed, bins: paths.Binaries, api: KubeApi, start: Any)
         # Client auth builds each request's API config from the default loading rules.
         env={"KUBECONFIG": str(bed.kubeconfig)},
     )
+    # argo-server's HTTP gateway holds one gRPC connection per service to its own port, dialled
+    # before that port listens: each backs off on its own (up to 2 minutes) after a refusal, so
+    # one service answering says nothing of the others. Wait for every service the tests use.
     argo_server.wait_until(
-        lambda: _http_ok(f"{bed.argo_url}/api/v1/version", bed.admin_token), 45, "serving its API"
+        lambda: all(
+            _http_ok(f"{bed.argo_url}{path}", bed.admin_token) for path in ARGO_READY_PATHS
+        ),
+        180,
+        "serving its API (" + ", ".join(ARGO_READY_PATHS) + ")",
     )
     api.wait_for(
         lambda: api.exists(f"/api/v1/namespaces/{ARGO_NAMESPACE}/serviceaccounts/default"),
