@@ -67,7 +67,7 @@ def test_the_registry_registers_an_argv_and_refuses_a_bare_string() -> None:
 
 def test_the_bed_starts_with_the_demo_images() -> None:
     registry = default_registry()
-    for tag in ("", "-bad", "-never-ready", "-crash", "-crash-later"):
+    for tag in ("", "-bad", "-never-ready", "-crash", "-crash-later", "-slow-start"):
         assert f"demo:v2{tag}" in registry
     assert "--error-rate" in DEMO_IMAGES["demo:v2-bad"].cmd
     assert DEMO_IMAGES["demo:v2-bad"].cmd[1] == "0.08"

@@ -2,7 +2,7 @@
 
     APP=shop VERSION=v2 POD_IP=10.128.0.7 python -m tests.e2e.testbed.demo_image \
         [--error-rate 0.08] [--latency-ms 5] [--never-ready | --crash | --exit-after 15] \
-        [demo_service flags...]
+        [--start-delay 3] [demo_service flags...]
 
 As a real image reads the Downward API, it takes `APP`, `VERSION`, `POD_IP` (the address to
 listen on) and `PORT` (default 8080) from the environment, and runs
@@ -11,7 +11,9 @@ listen on) and `PORT` (default 8080) from the environment, and runs
 - `--never-ready`: listens on the port, but answers 503 to everything, `/healthz` included
   (an app waiting forever on a dependency), so a readiness probe never passes;
 - `--crash`: prints an error and exits with code 1 at once;
-- `--exit-after S`: serves normally, then exits with code 1 after S seconds.
+- `--exit-after S`: serves normally, then exits with code 1 after S seconds;
+- `--start-delay S`: takes S seconds to start (loading, warming a cache) before it listens,
+  at every start: a restarted pod refuses connections that long.
 
 On SIGTERM it keeps serving for `--drain` seconds (default 1.5) before it closes, as an app
 behind a preStop hook does: the data plane takes a moment to stop sending it requests
@@ -65,9 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--crash", action="store_true")
     p.add_argument("--exit-after", type=float, default=None)
     p.add_argument("--drain", type=float, default=1.5)
+    p.add_argument("--start-delay", type=float, default=0.0)
     own, rest = p.parse_known_args(argv)
     app, version = _env("APP"), _env("VERSION")
     host, port = _env("POD_IP"), int(_env("PORT", "8080"))
+    if own.start_delay > 0:
+        print(f"demo image: {app} {version} starting ({own.start_delay:g}s)", flush=True)
+        time.sleep(own.start_delay)
     if own.crash:
         print(f"demo image: {app} {version} cannot start: boom", file=sys.stderr, flush=True)
         return 1

@@ -25,6 +25,7 @@ image). The bed starts with the demo app's images (`DEMO_IMAGES`) for v1 to v4:
 | `demo:vN-never-ready` | listens, but its readiness path (`/healthz`) answers 503 forever |
 | `demo:vN-crash` | exits with code 1 at once (a crash loop) |
 | `demo:vN-crash-later` | healthy for 15 s, then exits with code 1 (again after each restart) |
+| `demo:vN-slow-start` | healthy, but takes 3 s to start each time (a restart refuses connections) |
 
 The demo images read their identity from the environment (the pod's Downward API, as
 `apps.image_container` declares it): `APP`, `VERSION`, `POD_IP`, and `PORT` (default 8080).
@@ -42,6 +43,7 @@ LAUNCHER = "tests.e2e.testbed.demo_image"
 DEMO_VERSIONS = ("v1", "v2", "v3", "v4")
 BAD_ERROR_RATE = 0.08
 CRASH_LATER_S = 15.0
+SLOW_START_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def demo_image(
     never_ready: bool = False,
     crash: bool = False,
     exit_after_s: float | None = None,
+    start_delay_s: float = 0.0,
     extra_args: Sequence[str] = (),
 ) -> Image:
     """The demo app (gatekeeper.targets.local.demo_service) behind the launcher that reads
@@ -114,6 +117,8 @@ def demo_image(
         cmd.append("--crash")
     if exit_after_s is not None:
         cmd += ["--exit-after", f"{exit_after_s:g}"]
+    if start_delay_s > 0:
+        cmd += ["--start-delay", f"{start_delay_s:g}"]
     return Image(
         entrypoint=("python", "-m", LAUNCHER),
         cmd=(*cmd, *extra_args),
@@ -130,6 +135,7 @@ def _demo_images() -> dict[str, Image]:
         found[f"demo:{version}-never-ready"] = demo_image(never_ready=True)
         found[f"demo:{version}-crash"] = demo_image(crash=True)
         found[f"demo:{version}-crash-later"] = demo_image(exit_after_s=CRASH_LATER_S)
+        found[f"demo:{version}-slow-start"] = demo_image(start_delay_s=SLOW_START_S)
     return found
 
 
