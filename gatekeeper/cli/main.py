@@ -11,6 +11,7 @@ import sys
 
 # Importing a command module registers its commands; the order here is the order of --help.
 from . import demo_cmd, release_cmd  # noqa: F401
+from .audit_cmd import audit_app
 from .gates_cmd import gates_app
 from .root import (
     EXIT_ERROR,
@@ -21,9 +22,14 @@ from .root import (
     app,
 )
 from .step_cmd import step_app
+from .tokens_cmd import tokens_app
+from .workflow_cmd import workflow_app
 
 app.add_typer(gates_app, name="gates")
 app.add_typer(step_app, name="step")
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(audit_app, name="audit")
+app.add_typer(tokens_app, name="tokens")
 
 __all__ = [
     "EXIT_ERROR",

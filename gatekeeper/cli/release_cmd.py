@@ -93,16 +93,51 @@ def run_cmd(
         help="Kubernetes target: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
         "else the pod's in-cluster service account).",
     ),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="local (this process runs the plan) or argo (an Argo Workflow runs it); "
+        "default: the spec's `executor`, else local.",
+    ),
+    argo_server: str | None = typer.Option(
+        None,
+        "--argo-server",
+        envvar="GATEKEEPER_ARGO_SERVER",
+        help="Executor argo: argo-server's URL (its token: GATEKEEPER_ARGO_TOKEN[_FILE]).",
+    ),
+    argo_namespace: str | None = typer.Option(
+        None, "--argo-namespace", help="Executor argo: the workflow's namespace (default argo)."
+    ),
+    workflow_image: str | None = typer.Option(
+        None, "--workflow-image", help="Executor argo: the image the step pods run."
+    ),
+    step_env: list[str] = typer.Option(
+        [], "--step-env", help="Executor argo: KEY=VALUE env for every step pod (repeatable)."
+    ),
 ) -> None:
     """Run one release to its end. Exit 0 promoted, 3 rolled back, 4 held and stopped, 2 invalid."""
-    from gatekeeper.engine.runner import RunOptions, load_release_file, outcome_exit_code, validate
+    from gatekeeper.engine.argo_settings import ArgoSettings, parse_env_pairs
+    from gatekeeper.engine.runner import (
+        RunOptions,
+        load_release_file,
+        outcome_exit_code,
+        validate,
+        with_executor,
+    )
 
     from .progress import ReleaseProgress
 
     try:
-        spec = load_release_file(release)
+        spec = with_executor(load_release_file(release), executor)
         validate(spec, release.parent)
         approvals = _parse_approvals(approve)
+        argo = (
+            ArgoSettings.resolve(
+                argo_server, argo_namespace, workflow_image, parse_env_pairs(step_env)
+            )
+            if spec.executor == "argo"
+            else None
+        )
     except InvalidInput as e:
         raise _invalid(e) from e
     started = datetime.now(UTC)
@@ -116,6 +151,7 @@ def run_cmd(
                     approve=approvals,
                     listener=progress,
                     kubeconfig=kubeconfig,
+                    argo=argo,
                 ),
                 release.parent,
             )

@@ -4,7 +4,8 @@ Exit codes (Argo's retryStrategy retries 75 only): 0 done (or done already),
 2 invalid input (nothing touched), 3 a gate failed, 4 stopped (aborted, hold timed
 out), 5 the step cannot reach its goal, 75 a temporary error worth retrying, 1 an
 internal error. After 3, 4 or 5 the release is rolling back: `step run RELEASE
-rollback` carries it out.
+rollback` carries it out. `step run RELEASE guard` watches the abort guard beside the
+steps until the release ends: 0 when it ended, 3 when the guard failed, 75 temporary.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ step_app = typer.Typer(
 def step_run_cmd(
     release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),
     step: str = typer.Argument(
-        ..., help="Step index (0-based, see `gatekeeper plan`), step name, or 'rollback'."
+        ...,
+        help="Step index (0-based, see `gatekeeper plan`), step name, 'rollback', or 'guard' "
+        "(the abort guard, until the release ends).",
     ),
     prometheus: str | None = typer.Option(
         None,

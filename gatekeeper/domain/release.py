@@ -188,6 +188,8 @@ class ReleaseSpec(_Strict):
     target: Target = Field(default_factory=lambda: LocalTarget(type="local"))
     time_scale: float = Field(default=1.0, ge=1.0, le=10_000.0)  # compress every duration
     hold_timeout: Duration = 3600.0  # stop when holding longer than this
+    # Who runs the plan: this process (local), or an Argo Workflow (one pod per step).
+    executor: Literal["local", "argo"] = "local"
 
     @field_validator("gates", mode="before")
     @classmethod
@@ -217,6 +219,11 @@ class ReleaseSpec(_Strict):
                     raise ValueError(f"{who}: the local target runs each version from a command")
                 if "{port}" not in cmd:
                     raise ValueError(f"{who}: the command must take {{port}}, got {cmd!r}")
+        if self.executor == "argo" and self.target.type != "kubernetes":
+            raise ValueError(
+                f"executor 'argo' with target {self.target.type!r}: an Argo Workflow's step "
+                "pods run in the cluster and reach only a kubernetes target"
+            )
         if self.target.type == "kubernetes":
             for who, image in (("image", self.image), ("stable.image", self.stable.image)):
                 if not image:

@@ -23,6 +23,7 @@ from gates.live import LiveGates
 from gates.provider import Provider, Subject
 from gates.spec import GateSet
 
+from .argo_settings import ArgoSettings
 from .executor import Clock, Listener, LocalExecutor, Outcome, new_record
 from .specs import data_home, load_release_file, resolve_gates, validate
 
@@ -55,6 +56,7 @@ class RunOptions:
     shutdown_target: bool = False  # stop every process at the end (demo, tests)
     metrics_timeout_s: float = 60.0  # how long the deploy step waits for the candidate's scrape
     kubeconfig: str | None = None  # kubernetes target: else KUBECONFIG, ~/.kube/config, in-cluster
+    argo: ArgoSettings | None = None  # executor argo: argo-server and the step pods' settings
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
@@ -62,6 +64,8 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
     runs before anything is written or started."""
     plan, gate_set = validate(spec, base_dir)
     _check_approvers(plan, options.approve)
+    if spec.executor == "argo":
+        return _run_on_argo(spec, plan, options)
     state_dir = _state_dir(spec, options)
     # A Kubernetes target is reached and checked (read only) before anything is written: a
     # missing kubeconfig, Deployment or route is invalid input, not a failed release.
@@ -88,6 +92,55 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
     finally:
         if cluster is not None:
             cluster.close()  # closing twice is harmless
+
+
+def with_executor(spec: ReleaseSpec, executor: str | None) -> ReleaseSpec:
+    """The spec with its executor replaced (``--executor``), checked again as a whole."""
+    if executor is None or executor == spec.executor:
+        return spec
+    from gatekeeper.domain.release import parse_release
+
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["executor"] = executor
+    return parse_release(data, source=f"release {spec.release_id} with --executor {executor}")
+
+
+def _run_on_argo(spec: ReleaseSpec, plan: Plan, options: RunOptions) -> Outcome:
+    """The release as an Argo Workflow: checked (target read only, Prometheus answering,
+    argo-server settings) before anything is written, then submitted and followed."""
+    from .argo_executor import run_on_argo
+
+    if options.argo is None:
+        raise InvalidInput(
+            f"release {spec.release_id}: executor argo needs argo-server's URL "
+            "(--argo-server or GATEKEEPER_ARGO_SERVER)"
+        )
+    if not options.prometheus_url:
+        raise InvalidInput(
+            f"release {spec.release_id}: executor argo needs a Prometheus URL (--prometheus): "
+            "each step runs in its own pod, and pods share no built-in scraper"
+        )
+    state_dir = _state_dir(spec, options)
+    kubernetes_target(spec, state_dir, options).close()
+    _provider, _sync, close_provider = provider_for(spec, options, state_dir)
+    close_provider()  # answered: the step pods query it themselves
+    store = open_store(options.db_url)
+    try:
+        record = submit_or_resume(store, spec, plan)
+        if record.phase.final:
+            return Outcome(spec.release_id, record.phase, record.reason)
+        _pre_approve(store, spec, plan, options.approve)
+        return run_on_argo(
+            spec,
+            plan,
+            store,
+            options.argo,
+            db_url=options.db_url,
+            prometheus_url=options.prometheus_url,
+            listener=options.listener,
+        )
+    finally:
+        store.close()
 
 
 def kubernetes_target(

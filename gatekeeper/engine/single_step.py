@@ -9,6 +9,11 @@ The same step code as the local executor, against the release in the store:
 * ``rollback`` as the step runs the plan's rollback steps (what an Argo exit handler
   runs): traffic back to stable, and the release ends rolled back (or aborted, when
   it was stopped). Once ended, a rollback again is a no-op.
+* ``guard`` as the step runs the abort guard (the guard gates and the P0 signals) beside
+  the steps, one check each judge tick, until the release leaves its running phases:
+  exit 0 when it ended (promoted, or rolled back or aborted by anyone), 3 with the
+  rollback decision recorded when the guard fails, 75 on a temporary error. It only
+  reads the workloads and the router; the steps and the rollback act on them.
 * When a gate fails (3), a person aborted it (4) or the step cannot reach its goal
   (5), the decision is recorded (phase rolling_back) before the exit; the rollback
   step then carries it out. A temporary error (75) decides nothing: run it again.
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from gatekeeper.domain.clock import SYSTEM_CLOCK
 from gatekeeper.domain.errors import InvalidInput, StepFailed, TemporaryError
@@ -47,6 +53,10 @@ from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
 from .steps import StepContext, run_step
 
 ROLLBACK = "rollback"
+GUARD = "guard"
+# The phases the guard watches; any other means the release has ended or is being ended.
+GUARDED = (Phase.PENDING, Phase.RUNNING, Phase.HOLDING)
+STATE_READ_S = 1.0  # how often the guard reads the release's phase and the router's weight
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,12 @@ def run_one_step(release_id: str, step: str, options: RunOptions) -> StepResult:
         plan = Plan.model_validate(record.plan)
         if step == ROLLBACK:
             return _rollback(store, record, spec, plan, options)
+        if step == GUARD:
+            if record.phase not in GUARDED:
+                return StepResult(Exit.DONE, _ended(record))
+            with _context(store, record, spec, options) as ctx:
+                # With the built-in scraper this process scrapes the versions itself.
+                return guard_release(store, ctx, sync_endpoints=options.prometheus_url is None)
         index = _index(plan, step, release_id)
         if index < record.next_step:
             return StepResult(Exit.DONE, f"{_name(plan, index)} is done already")
@@ -112,6 +128,49 @@ def _run(store: Store, ctx: StepContext, spec: ReleaseSpec, plan: Plan, index: i
             else Exit.STOPPED
         )
         return StepResult(code, reason)
+
+
+def guard_release(store: Store, ctx: StepContext, *, sync_endpoints: bool = False) -> StepResult:
+    """The abort guard of a release that runs elsewhere, until the release ends.
+
+    Each judge tick: the guard gates and the P0 signals (``Judge.guard``). Once a second:
+    the release's phase (the guard ends when it leaves ``GUARDED``) and the router's weight,
+    so guard gates that stay inconclusive fail closed once the candidate has traffic, as
+    they do in the local executor; with ``sync_endpoints`` also the versions to scrape.
+    """
+    release_id = ctx.spec.release_id
+    judge = ctx.judge
+    read_at: datetime | None = None
+    try:
+        while True:
+            now = ctx.clock.now()
+            if read_at is None or (now - read_at).total_seconds() >= STATE_READ_S:
+                read_at = now
+                record = store.get_release(release_id)
+                if record is None:
+                    raise InvalidInput(f"release {release_id!r} is not in the store")
+                if record.phase not in GUARDED:
+                    return StepResult(Exit.DONE, _ended(record))
+                if sync_endpoints and ctx.on_deployed:
+                    ctx.on_deployed(ctx.workloads.metrics_endpoints())
+                weight = ctx.router.weight()
+                judge.gates.weight_told(weight, now)
+                if weight > 0:
+                    judge.gates.traffic_started(now)
+            judge.guard()
+            ctx.clock.sleep(judge.tick_s)
+    except TemporaryError as e:
+        return StepResult(Exit.TEMPORARY, f"guard: temporary error, run it again: {e}")
+    except GateFailed as e:
+        _decide_rollback(ctx, Phase.ROLLED_BACK, str(e))
+        return StepResult(Exit.ROLLED_BACK, f"guard: {e}")
+
+
+def _ended(record: ReleaseRecord) -> str:
+    return (
+        f"release {record.release_id} is {record.phase.value} ({record.reason}); "
+        "nothing left to guard"
+    )
 
 
 def _decide_rollback(ctx: StepContext, phase: Phase, reason: str) -> None:
@@ -190,14 +249,14 @@ def _index(plan: Plan, step: str, release_id: str) -> int:
         if index >= len(plan.steps):
             raise InvalidInput(
                 f"release {release_id}: step index {index} is out of range: the plan has "
-                f"{len(plan.steps)} steps (0..{len(plan.steps) - 1}) and {ROLLBACK!r}"
+                f"{len(plan.steps)} steps (0..{len(plan.steps) - 1}), {ROLLBACK!r} and {GUARD!r}"
             )
         return index
     if step in names:
         return names.index(step)
     raise InvalidInput(
         f"release {release_id}: no step {step!r}; give an index 0..{len(plan.steps) - 1}, "
-        f"a step name ({', '.join(names)}) or {ROLLBACK!r}"
+        f"a step name ({', '.join(names)}), {ROLLBACK!r} or {GUARD!r}"
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from gatekeeper.domain.release import Phase
 from gatekeeper.domain.verdicts import GateResult
 
+from .audit_chain import AuditEntry, AuditHead, AuditRecord, AuditReport
+
 
 @dataclass(frozen=True)
 class ReleaseRecord:
@@ -48,6 +50,23 @@ class Event:
     message: str
     actor: str = "gatekeeper"
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: never the token itself, only its SHA-256 (hex)."""
+
+    token_id: str
+    principal: str
+    roles: tuple[str, ...]
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime | None = None  # None: never expires
+    revoked_at: datetime | None = None  # set once, by revoke_token
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 class Store(Protocol):
@@ -92,5 +111,36 @@ class Store(Protocol):
     def save_target_state(self, release_id: str, state: dict[str, Any]) -> None: ...
 
     def target_state(self, release_id: str) -> dict[str, Any] | None: ...
+
+    # API tokens
+
+    def create_token(self, token: TokenRecord) -> None:
+        """Raises InvalidInput if the id or the hash is taken already."""
+
+    def find_token_by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+
+    def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        """Mark the token revoked at ``at`` (a second revocation keeps the first time);
+        raises InvalidInput for an unknown id."""
+
+    # The audit log, a hash chain
+
+    def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        """Append ``entry`` as the next seq, linked to the head, under a lock: two writers
+        never fork the chain."""
+
+    def audit_entries(
+        self, release_id: str | None = None, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        """Entries after ``after_seq`` in seq order, at most ``limit``, of one release or all."""
+
+    def audit_head(self) -> AuditHead:
+        """The last entry's seq and hash, as the head row keeps them."""
+
+    def verify_audit(self, anchor: AuditHead | None = None) -> AuditReport:
+        """Walk the whole chain and report the first broken entry, if any."""
 
     def close(self) -> None: ...

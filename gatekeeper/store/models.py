@@ -136,3 +136,48 @@ class TargetStateRow(Base):
     release_id: Mapped[str] = mapped_column(Text, _release_fk(), primary_key=True)
     state: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
+
+
+# Access and audit (revision 0003)
+
+# The audit log's seq is given by the store under the chain's lock, never by the database.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TokenRow(Base):
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    principal: Mapped[str] = mapped_column(Text)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    token_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_release_id", "release_id"),)
+
+    seq: Mapped[int] = mapped_column(Seq, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    # No foreign key: the audit log outlives the releases it speaks of.
+    release_id: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(Text)
+
+
+class AuditHeadRow(Base):
+    """One row (id 1): the chain's last seq and hash. Appends lock it, so the chain never
+    forks, and verification compares the chain's end with it."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Seq)
+    hash: Mapped[str] = mapped_column(Text)

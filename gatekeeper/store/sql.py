@@ -30,7 +30,9 @@ from gatekeeper.domain.phases import sources as phase_sources
 from gatekeeper.domain.release import Phase
 from gatekeeper.domain.verdicts import GateResult, Verdict
 
-from .base import Approval, Event, ReleaseRecord
+from . import access_sql
+from .audit_chain import AuditEntry, AuditHead, AuditRecord, AuditReport
+from .base import Approval, Event, ReleaseRecord, TokenRecord
 from .models import (
     FINAL_PHASES,
     ApprovalRow,
@@ -573,3 +575,81 @@ class SqlStore:
         with self._tx(write=False) as session:
             row = session.get(TargetStateRow, release_id)
             return None if row is None else row.state
+
+    # API tokens (the SQL is in access_sql)
+
+    def create_token(self, token: TokenRecord) -> None:
+        for name in ("token_id", "principal", "token_hash"):
+            if not str(getattr(token, name)).strip():
+                raise InvalidInput(f"token {token.token_id!r}: {name} is empty")
+        created = _aware(token.created_at, f"token {token.token_id} created_at")
+        expires = (
+            None
+            if token.expires_at is None
+            else _aware(token.expires_at, f"token {token.token_id} expires_at")
+        )
+        try:
+            with self._tx(write=True) as session:
+                taken = access_sql.token_taken(session, token)
+                if taken is not None:
+                    raise taken
+                session.add(access_sql.token_row(token, created, expires))
+        except IntegrityError as e:
+            with self._tx(write=False) as session:
+                taken = access_sql.token_taken(session, token)
+            if taken is not None:
+                raise taken from e
+            raise InvalidInput(f"token {token.token_id!r}: refused: {e.orig}") from e
+
+    def find_token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        with self._tx(write=False) as session:
+            return access_sql.find_token(session, token_hash)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._tx(write=False) as session:
+            return access_sql.list_tokens(session)
+
+    def revoke_token(self, token_id: str, at: datetime) -> TokenRecord:
+        when = _aware(at, f"token {token_id} revoked_at")
+        with self._tx(write=True) as session:
+            return access_sql.revoke(session, token_id, when)
+
+    # The audit log (the SQL and the chain's lock are in access_sql)
+
+    def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        for name in ("actor", "action"):
+            if not str(getattr(entry, name)).strip():
+                raise InvalidInput(f"audit entry: {name} is empty")
+        at = _aware(entry.at, f"audit entry {entry.action} at")
+        detail = _json(entry.detail, f"audit entry {entry.action} detail")
+        try:
+            with self._tx(write=True) as session:
+                return access_sql.append(session, entry, at, detail)
+        except IntegrityError as e:
+            # A writer that bypassed the head's lock took the seq first: try again.
+            raise TemporaryError(f"audit log: append of {entry.action} refused: {e.orig}") from e
+
+    def audit_entries(
+        self, release_id: str | None = None, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditRecord]:
+        if limit < 1:
+            raise InvalidInput(f"limit {limit}: must be 1 or more")
+        with self._tx(write=False) as session:
+            return access_sql.entries(session, release_id, after_seq, limit)
+
+    def audit_head(self) -> AuditHead:
+        with self._tx(write=False) as session:
+            return access_sql.head(session)
+
+    def verify_audit(self, anchor: AuditHead | None = None) -> AuditReport:
+        """One snapshot from the head to the last entry: appends meanwhile are not seen."""
+        engine = self._engine
+        if self._dialect == "postgresql":  # SQLite's read transaction is a snapshot already
+            engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            with sessionmaker(engine).begin() as session:
+                return access_sql.verify(session, anchor)
+        except OperationalError as e:
+            raise TemporaryError(f"store: database unavailable or busy: {e.orig}") from e
+        except SQLAlchemyError as e:
+            raise GatekeeperError(f"store: {e}") from e

@@ -199,7 +199,7 @@ def test_migrations_create_the_schema(store: SqlStore) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == head == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == head == "0003"
 
 
 def test_models_match_the_migrations(store: SqlStore) -> None:

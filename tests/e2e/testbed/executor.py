@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,21 @@ def local_argv(container: dict[str, Any]) -> list[str]:
     argv = list(container.get("command") or []) + list(container.get("args") or [])
     if len(argv) >= 2 and os.path.basename(argv[0]) == "argoexec" and argv[1] == "emissary":
         argv = argv[argv.index("--") + 1 :] if "--" in argv else []
+    return argv
+
+
+REPOSITORY_COMMANDS = {
+    "python": [sys.executable],
+    "python3": [sys.executable],
+    "gatekeeper": [sys.executable, "-m", "gatekeeper.cli"],
+}
+
+
+def repository_command(argv: list[str]) -> list[str]:
+    """The repository is the image: `python`/`python3` are this interpreter, `gatekeeper` the
+    repository's command line under it (as the gatekeeper's image runs it)."""
+    if argv and argv[0] in REPOSITORY_COMMANDS:
+        return [*REPOSITORY_COMMANDS[argv[0]], *argv[1:]]
     return argv
 
 
@@ -163,7 +179,7 @@ class PodExecutor:
         meta = pod["metadata"]
         name = f"{meta['namespace']}/{meta['name']}"
         main = main_container(pod)
-        argv = local_argv(main)
+        argv = repository_command(local_argv(main))
         env = container_env(pod, main)
         workdir = self.work_dir / meta["namespace"] / meta["name"]
         workdir.mkdir(parents=True, exist_ok=True)
