@@ -21,9 +21,11 @@ install-dev: $(BIN)/python  ## install the gatekeeper with test tools into .venv
 demo: install  ## install, then run one good and one bad release on this machine
 	$(BIN)/gatekeeper demo
 
-demo-kubernetes: install-dev  ## build the test bed if needed, then a good and a bad release through its Gateway
-	scripts/testbed-build etcd kubernetes kwok traefik prometheus
-	$(BIN)/python scripts/demo_kubernetes.py
+EXECUTOR ?= local
+
+demo-kubernetes: install-dev  ## build the test bed if needed, then a good and a bad release through its Gateway (EXECUTOR=argo: as Argo Workflows)
+	scripts/testbed-build etcd kubernetes kwok traefik prometheus $(if $(filter argo,$(EXECUTOR)),argo)
+	$(BIN)/python scripts/demo_kubernetes.py --executor $(EXECUTOR)
 
 test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test bed); lint; run every test
 	$(BIN)/ruff check .
@@ -31,7 +33,7 @@ test: install-dev  ## install what the tests need (Prometheus, PostgreSQL, test 
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	scripts/test-deps
-	scripts/with-postgres $(BIN)/pytest
+	scripts/with-postgres scripts/run-tests
 
 test-unit: install-dev  ## unit tests only
 	$(BIN)/pytest tests/unit

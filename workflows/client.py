@@ -10,8 +10,9 @@ hera's models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
@@ -73,6 +74,7 @@ class WorkflowView:
     phase: str  # "" until the controller first sees it
     message: str
     nodes: tuple[NodeView, ...]
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def final(self) -> bool:
@@ -86,11 +88,27 @@ class WorkflowView:
         return None
 
 
+_STATUS = re.compile(r"status code (\d{3})")
+
+
+def status_of(exc: HeraException) -> int:
+    """The HTTP status behind hera's exception: its class's code, else (hera maps only some
+    codes to classes; a 503 is a bare HeraException) the one its message names."""
+    code = getattr(type(exc), "status_code", None)
+    if isinstance(code, int):
+        return code
+    found = _STATUS.search(str(exc))
+    return int(found.group(1)) if found else 0
+
+
 def _temporary(exc: BaseException) -> bool:
+    """What a retry may fix: no connection, a timeout, 429, 5xx (argo-server answers 503 while
+    its gateway's own gRPC connection is down, as after a restart)."""
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return True
     if isinstance(exc, HeraException):
-        return int(getattr(exc, "status_code", 0)) >= 500
+        code = status_of(exc)
+        return code == 429 or code >= 500
     return isinstance(exc, requests.HTTPError)
 
 
@@ -301,4 +319,5 @@ def _view(workflow: Workflow, namespace: str) -> WorkflowView:
         phase=str(status.phase or "") if status else "",
         message=(status.message or "") if status else "",
         nodes=tuple(nodes),
+        annotations=dict(workflow.metadata.annotations or {}),
     )

@@ -92,6 +92,9 @@ def _container(settings: WorkflowSettings, step: str) -> Container:
         args=["step", "run", f"{{{{inputs.parameters.{RELEASE_PARAM}}}}}", step],
         env=env,
         env_from=env_from,
+        # The step's last line ("gate failed: abort: error ratio 7.8% > 5% ...") becomes the
+        # pod's terminated message, which Argo shows as the failed node's message.
+        termination_message_policy="FallbackToLogsOnError",
     )
 
 

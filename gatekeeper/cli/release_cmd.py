@@ -205,6 +205,27 @@ def approve_cmd(
     Console().print(lit(f"{step} of {release_id} approved by {by} ({role})"))
 
 
+@app.command("reject")
+def reject_cmd(
+    release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),
+    step: str = typer.Argument(..., help="The approval step, e.g. approve-promote."),
+    by: str = typer.Option(..., "--by", help="Who rejects."),
+    role: str = typer.Option(
+        ..., "--role", help="Their role: release-manager, engineering-lead, cto."
+    ),
+    comment: str = typer.Option("", "--comment", help="Why (recorded with the rejection)."),
+    db: str | None = typer.Option(None, "--db", envvar="GATEKEEPER_DB_URL"),
+) -> None:
+    """Reject an approval step: the release rolls back (recorded in the audit trail)."""
+    from gatekeeper.engine.control import reject
+
+    try:
+        said = reject(release_id, step, by=by, role=role, comment=comment, db_url=db)
+    except InvalidInput as e:
+        raise _invalid(e) from e
+    Console().print(lit(f"{release_id}: {said}; rolling back"))
+
+
 @app.command("abort")
 def abort_cmd(
     release_id: str = typer.Argument(..., help="Release id, e.g. shop-production-v2."),

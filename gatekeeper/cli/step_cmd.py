@@ -68,5 +68,6 @@ def step_run_cmd(
         Exit.TEMPORARY: ("temporary error", "yellow"),
     }
     word, color = said.get(result.code, ("error", "red"))
-    Console().print(f"{styled(color, word)}: {lit(result.message)}", highlight=False)
+    # One line, unwrapped: under Argo it is the failed pod's message (FallbackToLogsOnError).
+    Console(soft_wrap=True).print(f"{styled(color, word)}: {lit(result.message)}", highlight=False)
     raise typer.Exit(int(result.code))

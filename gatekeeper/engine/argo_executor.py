@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.domain.errors import TemporaryError
+from gatekeeper.domain.errors import InvalidInput, TemporaryError
 from gatekeeper.domain.plan import Plan, WaitForApproval
 from gatekeeper.domain.release import Phase, ReleaseSpec
 from gatekeeper.store.base import Event, Store
@@ -39,6 +39,7 @@ from .listener import Listener, QuietListener
 NODE_EVENT = "workflow-node"
 SUBMITTED_EVENT = "workflow-submitted"
 OUTAGE_EVENT = "argo-server"
+RELEASE_MARK = "gatekeeper.dev/release-created-at"
 
 
 def client_for(settings: ArgoSettings) -> ArgoClient:
@@ -93,11 +94,22 @@ def run_on_argo(
     template = compile_template(wf_settings)
     workflow = compile_workflow(plan, spec, wf_settings)
     name = str(workflow["metadata"]["name"])
+    record = store.get_release(spec.release_id)
+    # Which release of the store this workflow runs: a workflow of that name left from another
+    # store (or a deleted one) is refused, never followed as if it were this release's.
+    mark = record.created_at.isoformat() if record is not None else ""
+    workflow["metadata"].setdefault("annotations", {})[RELEASE_MARK] = mark
     client = client_for(settings)
     follower = _Follower(spec, plan, store, client, name, listener or QuietListener())
     try:
         client.ensure_template(template)
         view, created = client.submit(workflow)
+        if not created and view.annotations.get(RELEASE_MARK) != mark:
+            raise InvalidInput(
+                f"Workflow {settings.namespace}/{name} exists but runs another release "
+                f"{spec.release_id} (submitted {view.annotations.get(RELEASE_MARK) or '?'}, "
+                f"this store's: {mark}); delete it or use another namespace"
+            )
         follower.note(
             SUBMITTED_EVENT,
             f"Workflow {settings.namespace}/{name} "
@@ -161,7 +173,7 @@ class _Follower:
 
     def sync(self, view: WorkflowView) -> None:
         for node in view.nodes:
-            if node.step is None or node.type not in ("Pod", "Suspend", "Retry"):
+            if node.step is None or node.type not in ("Pod", "Suspend"):
                 continue
             if self._node_phase.get(node.display_name) != node.phase:
                 self._node_phase[node.display_name] = node.phase

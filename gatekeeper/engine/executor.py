@@ -27,7 +27,7 @@ from gates.live import LiveGates
 from .judge import Judge
 from .listener import Listener, QuietListener
 from .records import Recorder
-from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
+from .signals import AbortedElsewhere, GateFailed, HoldTimedOut, RolledBackElsewhere
 from .steps import StepContext, run_step
 
 __all__ = [
@@ -208,7 +208,7 @@ def start_release(ctx: StepContext) -> None:
 def ending(e: BaseException) -> tuple[Phase, str] | None:
     """The phase a release ends in for what stopped it, and why; None: not ours to handle
     (a crash the process does not survive)."""
-    if isinstance(e, GateFailed | StepFailed):
+    if isinstance(e, GateFailed | StepFailed | RolledBackElsewhere):
         return Phase.ROLLED_BACK, str(e)
     if isinstance(e, HoldTimedOut | AbortedElsewhere):
         return Phase.ABORTED, str(e)

@@ -19,7 +19,7 @@ from gatekeeper.targets.base import Health
 from gates.live import LiveGates
 
 from .records import Recorder
-from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
+from .signals import AbortedElsewhere, GateFailed, HoldTimedOut, RolledBackElsewhere
 
 P0_READ_S = 1.0  # how often the candidate's workloads are read for P0 signals
 
@@ -181,3 +181,5 @@ class Judge:
             record = self.store.get_release(self.spec.release_id)
             if record is not None and record.phase is Phase.ABORTED:
                 raise AbortedElsewhere(record.reason)
+            if record is not None and record.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
+                raise RolledBackElsewhere(record.reason)

@@ -2,6 +2,8 @@
 
     GateFailed        a gate said fail: roll back (rolled_back)
     AbortedElsewhere  a person aborted the release from another process (aborted)
+    RolledBackElsewhere  another process decided the rollback: a guard pod whose gate
+                      failed, a rejected approval (rolled_back)
     HoldTimedOut      held longer than the release's hold_timeout (aborted)
 
 StepFailed (domain errors) is a step that could not reach its goal (rolled_back).
@@ -16,6 +18,10 @@ class GateFailed(Exception):
 
 class AbortedElsewhere(Exception):
     """A person aborted the release (`gatekeeper abort`) while this run held it."""
+
+
+class RolledBackElsewhere(Exception):
+    """Another process decided to roll the release back while this one ran a step of it."""
 
 
 class HoldTimedOut(Exception):

@@ -49,7 +49,7 @@ from .runner import (
     resolve_gates,
     target_dir,
 )
-from .signals import AbortedElsewhere, GateFailed, HoldTimedOut
+from .signals import AbortedElsewhere, GateFailed, HoldTimedOut, RolledBackElsewhere
 from .steps import StepContext, run_step
 
 ROLLBACK = "rollback"
@@ -81,11 +81,20 @@ def run_one_step(release_id: str, step: str, options: RunOptions) -> StepResult:
                 return StepResult(Exit.DONE, _ended(record))
             with _context(store, record, spec, options) as ctx:
                 # With the built-in scraper this process scrapes the versions itself.
-                return guard_release(store, ctx, sync_endpoints=options.prometheus_url is None)
+                return guard_release(
+                    store, ctx, plan, sync_endpoints=options.prometheus_url is None
+                )
         index = _index(plan, step, release_id)
         if index < record.next_step:
             return StepResult(Exit.DONE, f"{_name(plan, index)} is done already")
-        if record.phase.final or record.phase is Phase.ROLLING_BACK:
+        if record.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.ABORTED):
+            code = Exit.STOPPED if record.phase is Phase.ABORTED else Exit.ROLLED_BACK
+            return StepResult(
+                code,
+                f"release {release_id} is {record.phase.value} ({record.reason}); "
+                f"step {_name(plan, index)} will not run",
+            )
+        if record.phase.final:
             raise InvalidInput(
                 f"release {release_id} is {record.phase.value} ({record.reason}); "
                 f"step {_name(plan, index)} will not run"
@@ -117,9 +126,11 @@ def _run(store: Store, ctx: StepContext, spec: ReleaseSpec, plan: Plan, index: i
         return StepResult(Exit.DONE, f"{step.name} done")
     except TemporaryError as e:
         return StepResult(Exit.TEMPORARY, f"{step.name}: temporary error, run it again: {e}")
+    except RolledBackElsewhere as e:
+        return StepResult(Exit.ROLLED_BACK, f"{step.name}: the release is rolling back: {e}")
     except (GateFailed, StepFailed, HoldTimedOut, AbortedElsewhere, KeyboardInterrupt) as e:
         phase, reason = ending(e) or (Phase.ROLLED_BACK, str(e))
-        _decide_rollback(ctx, phase, reason)
+        _decide_rollback(ctx, phase, reason, plan)
         code = (
             Exit.ROLLED_BACK
             if isinstance(e, GateFailed)
@@ -130,7 +141,9 @@ def _run(store: Store, ctx: StepContext, spec: ReleaseSpec, plan: Plan, index: i
         return StepResult(code, reason)
 
 
-def guard_release(store: Store, ctx: StepContext, *, sync_endpoints: bool = False) -> StepResult:
+def guard_release(
+    store: Store, ctx: StepContext, plan: Plan, *, sync_endpoints: bool = False
+) -> StepResult:
     """The abort guard of a release that runs elsewhere, until the release ends.
 
     Each judge tick: the guard gates and the P0 signals (``Judge.guard``). Once a second:
@@ -162,7 +175,7 @@ def guard_release(store: Store, ctx: StepContext, *, sync_endpoints: bool = Fals
     except TemporaryError as e:
         return StepResult(Exit.TEMPORARY, f"guard: temporary error, run it again: {e}")
     except GateFailed as e:
-        _decide_rollback(ctx, Phase.ROLLED_BACK, str(e))
+        _decide_rollback(ctx, Phase.ROLLED_BACK, str(e), plan)
         return StepResult(Exit.ROLLED_BACK, f"guard: {e}")
 
 
@@ -173,23 +186,38 @@ def _ended(record: ReleaseRecord) -> str:
     )
 
 
-def _decide_rollback(ctx: StepContext, phase: Phase, reason: str) -> None:
-    """Record the decision; the rollback step carries it out."""
+def _decide_rollback(ctx: StepContext, phase: Phase, reason: str, plan: Plan) -> None:
+    """Record the decision and carry it out at once: traffic back to stable first, as the
+    local executor does, rather than after the workflow's other nodes end and its exit
+    handler's pod starts. The exit handler's `rollback` then finds it done (and runs the
+    idempotent rollback steps again, in case a step elsewhere moved traffic meanwhile)."""
     try:
         ctx.recorder.set_phase(Phase.ROLLING_BACK, reason, stopped=phase is Phase.ABORTED)
     except PhaseConflict:
         return  # ended elsewhere first (an abort): the rollback step finds it so
     ctx.recorder.best_effort(lambda: ctx.recorder.event("rollback", f"rolling back: {reason}"))
+    try:
+        for step in plan.rollback:
+            run_step(ctx.spec, step, ctx)
+    except Exception as e:  # noqa: BLE001 - the exit handler's rollback carries it out then
+        said = f"rollback left to the exit handler: {type(e).__name__}: {e}"
+        ctx.recorder.best_effort(lambda: ctx.recorder.event("error", said))
+        return
+    final = Phase.ABORTED if phase is Phase.ABORTED else Phase.ROLLED_BACK
+    ctx.recorder.best_effort(lambda: ctx.recorder.phase(final, reason))
 
 
 def _rollback(
     store: Store, record: ReleaseRecord, spec: ReleaseSpec, plan: Plan, options: RunOptions
 ) -> StepResult:
-    if record.phase.final and record.phase is not Phase.ABORTED:
+    if record.phase.final and record.phase not in (Phase.ABORTED, Phase.ROLLED_BACK):
         return StepResult(Exit.DONE, f"release {record.release_id} is {record.phase.value}")
     with _context(store, record, spec, options) as ctx:
         if not record.phase.final and record.phase is not Phase.ROLLING_BACK:
-            _decide_rollback(ctx, Phase.ROLLED_BACK, "rollback requested")
+            try:
+                ctx.recorder.set_phase(Phase.ROLLING_BACK, "rollback requested")
+            except PhaseConflict:
+                pass
         now = store.get_release(record.release_id)
         assert now is not None
         for step in plan.rollback:

@@ -23,6 +23,7 @@ from gatekeeper.domain.release import ReleaseSpec, parse_release
 from gatekeeper.engine.argo_settings import ArgoSettings
 from gatekeeper.engine.executor import Outcome
 from gatekeeper.engine.runner import RunOptions, run_release
+from gates.spec import default_gates
 from tests.e2e.kubernetes_release import db_url, options
 from tests.e2e.kubernetes_target import wait_until
 from tests.e2e.testbed import ClusterBed
@@ -32,9 +33,16 @@ WORKFLOW_SERVICE_ACCOUNT = "gatekeeper-workflow"
 
 
 def argo_spec(spec: ReleaseSpec, **changes: Any) -> ReleaseSpec:
-    """``spec`` run by the Argo executor (and with ``changes`` applied)."""
+    """``spec`` run by the Argo executor, judged by the gates on the app's own error rate and
+    latency (abort, sustained, latency: the resource gates' warm-ups would only lengthen
+    what these tests are about, the orchestration), with ``changes`` applied."""
     data = spec.model_dump(mode="json", exclude_none=True)
-    data.update(executor="argo", **changes)
+    classic = default_gates().gates[:3]
+    data.update(
+        executor="argo",
+        gates={"gates": [g.model_dump(mode="json", exclude_none=True) for g in classic]},
+    )
+    data.update(changes)
     return parse_release(data)
 
 

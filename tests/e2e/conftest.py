@@ -142,3 +142,17 @@ def argo(bed: ClusterBed) -> Iterator[httpx.Client]:
         base_url=bed.argo_url, headers={"Authorization": f"Bearer {bed.admin_token}"}, timeout=30
     ) as http:
         yield http
+
+
+@pytest.fixture(scope="package")
+def workflow_service_account(bed: ClusterBed, kube: client.ApiClient) -> str:
+    """The ServiceAccount a release's workflow pods run as, in Argo's namespace."""
+    from tests.e2e.argo_release import WORKFLOW_SERVICE_ACCOUNT
+    from tests.e2e.kubernetes_target import Raw
+
+    raw = Raw(kube)
+    if raw.get("ServiceAccount", bed.argo_namespace, WORKFLOW_SERVICE_ACCOUNT) is None:
+        raw.create(
+            "ServiceAccount", bed.argo_namespace, {"metadata": {"name": WORKFLOW_SERVICE_ACCOUNT}}
+        )
+    return WORKFLOW_SERVICE_ACCOUNT

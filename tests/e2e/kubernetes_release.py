@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,25 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "blue-green": {"type": "blue-green", "bake": "5m", "scale_down_delay": "30s"},
     "rolling": {"type": "rolling", "batches": [33, 67, 100], "analysis": "5m"},
 }
+
+
+# The writes of a canary [20, 50, 100] over gateway-api never interrupted, by (verb, resource,
+# name): what a resumed or retried release must not exceed.
+CANARY_WRITES = Counter(
+    {
+        # pinned to v1 before the candidate's first pod exists; pinned to stable's new pods
+        # at promotion; its own selector back once the candidate is gone
+        ("patch", "services", "shop"): 3,
+        ("create", "services", "shop-candidate"): 1,
+        ("delete", "services", "shop-candidate"): 1,
+        ("create", "deployments", "shop-candidate"): 1,
+        ("delete", "deployments", "shop-candidate"): 1,
+        # candidate 20%, 50%, 100%, then all back on the stable Service after promotion
+        ("patch", "httproutes", "shop"): 4,
+        # promoted in place (image, version label), then the original record dropped
+        ("patch", "deployments", "shop"): 2,
+    }
+)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from kubernetes import client
 from gatekeeper.domain.exits import for_phase
 from gatekeeper.domain.release import Phase
 from tests.e2e.kubernetes_release import (
+    CANARY_WRITES,
     db_url,
     events,
     install_demo_app,
@@ -40,21 +41,7 @@ RUN_TIMEOUT_S = 240.0
 
 # Every write of a canary [20, 50, 100] over gateway-api that is promoted, as an uninterrupted
 # run makes them (by verb, resource, name).
-UNINTERRUPTED = Counter(
-    {
-        # pinned to v1 before the candidate's first pod exists; pinned to stable's new pods
-        # at promotion; its own selector back once the candidate is gone
-        ("patch", "services", "shop"): 3,
-        ("create", "services", "shop-candidate"): 1,
-        ("delete", "services", "shop-candidate"): 1,
-        ("create", "deployments", "shop-candidate"): 1,
-        ("delete", "deployments", "shop-candidate"): 1,
-        # candidate 20%, 50%, 100%, then all back on the stable Service after promotion
-        ("patch", "httproutes", "shop"): 4,
-        # promoted in place (image, version label), then the original record dropped
-        ("patch", "deployments", "shop"): 2,
-    }
-)
+UNINTERRUPTED = CANARY_WRITES
 
 
 @pytest.fixture

@@ -370,6 +370,33 @@ def test_an_abort_from_another_process_stops_the_run_and_returns_traffic(make):
     assert ("promote", 0.0) not in h.target.calls
 
 
+class RejectLater(FakeClock):
+    """A clock under which a release manager runs `gatekeeper reject` after ``after`` s."""
+
+    def __init__(self, store, release_id: str, after: float) -> None:
+        super().__init__()
+        self.store, self.release_id, self.after = store, release_id, after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        record = self.store.get_release(self.release_id)
+        if (self.t - T0).total_seconds() >= self.after and record.phase is Phase.HOLDING:
+            self.store.set_phase(
+                self.release_id, Phase.ROLLING_BACK, "approve-promote rejected by rm: too risky"
+            )
+
+
+def test_a_rejected_approval_rolls_the_release_back_with_the_rejection_as_reason(make):
+    s = spec()
+    h = make(plan=_approval_plan(s))
+    h.clock = RejectLater(h.store, h.spec.release_id, after=60)
+    out = h.executor().run()
+    assert out.phase is Phase.ROLLED_BACK, out.reason
+    assert out.reason == "approve-promote rejected by rm: too risky"
+    assert h.target.state().candidate_weight == 0
+    assert ("promote", 0.0) not in h.target.calls
+
+
 # -- a candidate that turns bad after its analysis ---------------------------------------------
 
 ONSET = T0 + timedelta(minutes=7)  # after analyze-100 has passed

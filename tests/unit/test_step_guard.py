@@ -129,7 +129,7 @@ class Bed:
         )
 
     def guard(self, router: LocalRouter | None = None) -> StepResult:
-        return guard_release(self.store, self.context(router))
+        return guard_release(self.store, self.context(router), self.plan)
 
     def phase(self) -> Phase:
         record = self.store.get_release(self.spec.release_id)
@@ -144,19 +144,20 @@ def bed(tmp_path: Path):
     b.store.close()
 
 
-def test_a_bad_gate_fails_the_guard_and_records_the_rollback_decision(tmp_path: Path) -> None:
+def test_a_bad_gate_fails_the_guard_which_rolls_back_at_once(tmp_path: Path) -> None:
     b = Bed(tmp_path, error_ratio=0.08)
     try:
         result = b.guard()
         assert result.code is Exit.ROLLED_BACK, result.message
         assert result.message.startswith("guard: abort: error ratio 8% > 5%"), result.message
-        assert b.phase() is Phase.ROLLING_BACK
+        assert b.phase() is Phase.ROLLED_BACK
         events = [e.message for e in b.store.events(b.spec.release_id) if e.kind == "rollback"]
         assert events and events[0].startswith("rolling back: abort:"), events
         # the guard acts at once, not after a step: within the abort gate's window
         assert b.clock.t - T0 <= timedelta(minutes=2)
-        # and it only read the target: traffic is the steps' and the rollback's to move
-        assert b.target.state().candidate_weight == 25
+        # and it moved traffic back to stable itself, before its exit (the exit handler's
+        # rollback finds it done)
+        assert b.target.state().candidate_weight == 0
     finally:
         b.store.close()
 
@@ -196,7 +197,8 @@ def test_a_crash_looping_candidate_fails_the_guard_on_the_p0_signal(bed: Bed) ->
     result = bed.guard()
     assert result.code is Exit.ROLLED_BACK, result.message
     assert result.message == "guard: p0: candidate shop v2: restarted 3 times"
-    assert bed.phase() is Phase.ROLLING_BACK
+    assert bed.phase() is Phase.ROLLED_BACK
+    assert bed.target.state().candidate_weight == 0
 
 
 class FlakyRouter(LocalRouter):

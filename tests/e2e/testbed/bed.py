@@ -7,6 +7,7 @@ import atexit
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -111,6 +112,19 @@ class ClusterBed:
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
+
+    def restart_argo_server(self, down_s: float = 0.0) -> float:
+        """Kills argo-server (SIGKILL), keeps it down ``down_s`` seconds, starts it again on
+        the same port and waits until it serves; returns how long it was down."""
+        old = next(p for p in self.processes if p.name == "argo-server" and p.alive())
+        killed = time.monotonic()
+        os.killpg(old.proc.pid, signal.SIGKILL)
+        old.proc.wait(timeout=10)
+        time.sleep(down_s)
+        new = ManagedProcess(old.name, old.argv, old.log_path.parent, env=old.env, cwd=old.cwd)
+        self.processes.append(new)
+        _wait_for_argo_server(new, self.argo_url, self.admin_token)
+        return time.monotonic() - killed
 
     def kubeconfig_for(self, user: str, token: str) -> Path:
         target = self.root / f"{user}.kubeconfig"
@@ -414,6 +428,17 @@ ARGO_READY_PATHS = (
 )
 
 
+def _wait_for_argo_server(argo_server: ManagedProcess, url: str, token: str) -> None:
+    # argo-server's HTTP gateway holds one gRPC connection per service to its own port, dialled
+    # before that port listens: each backs off on its own (up to 2 minutes) after a refusal, so
+    # one service answering says nothing of the others. Wait for every service the tests use.
+    argo_server.wait_until(
+        lambda: all(_http_ok(f"{url}{path}", token) for path in ARGO_READY_PATHS),
+        180,
+        "serving its API (" + ", ".join(ARGO_READY_PATHS) + ")",
+    )
+
+
 def _start_argo(bed: ClusterBed, bins: paths.Binaries, api: KubeApi, start: Any) -> None:
     """The Argo namespace, the controller's configuration, workflow-controller and argo-server."""
     api.create(
@@ -472,16 +497,7 @@ def _start_argo(bed: ClusterBed, bins: paths.Binaries, api: KubeApi, start: Any)
         # Client auth builds each request's API config from the default loading rules.
         env={"KUBECONFIG": str(bed.kubeconfig)},
     )
-    # argo-server's HTTP gateway holds one gRPC connection per service to its own port, dialled
-    # before that port listens: each backs off on its own (up to 2 minutes) after a refusal, so
-    # one service answering says nothing of the others. Wait for every service the tests use.
-    argo_server.wait_until(
-        lambda: all(
-            _http_ok(f"{bed.argo_url}{path}", bed.admin_token) for path in ARGO_READY_PATHS
-        ),
-        180,
-        "serving its API (" + ", ".join(ARGO_READY_PATHS) + ")",
-    )
+    _wait_for_argo_server(argo_server, bed.argo_url, bed.admin_token)
     api.wait_for(
         lambda: api.exists(f"/api/v1/namespaces/{ARGO_NAMESPACE}/serviceaccounts/default"),
         30,

@@ -57,6 +57,19 @@ def local_argv(container: dict[str, Any]) -> list[str]:
     return argv
 
 
+LOGS_ON_ERROR = "FallbackToLogsOnError"
+TERMINATION_MESSAGE_LINES = 80  # the kubelet's limits for FallbackToLogsOnError
+TERMINATION_MESSAGE_BYTES = 2048
+
+
+def log_tail(*paths: Path) -> str:
+    """What a kubelet puts in a failed container's terminated message under
+    FallbackToLogsOnError: the end of its log (at most 80 lines, 2048 bytes)."""
+    text = b"".join(p.read_bytes() for p in paths if p.exists()).decode(errors="replace")
+    tail = "\n".join(text.rstrip("\n").splitlines()[-TERMINATION_MESSAGE_LINES:])
+    return tail.encode()[-TERMINATION_MESSAGE_BYTES:].decode(errors="ignore")
+
+
 REPOSITORY_COMMANDS = {
     "python": [sys.executable],
     "python3": [sys.executable],
@@ -224,6 +237,8 @@ class PodExecutor:
                     code = 128 - code
         stdout = stdout_path.read_bytes()[:MAX_RESULT].decode(errors="replace")
         self.log(f"{name}: exit {code} after {time.monotonic() - started:.1f}s")
+        if not message and code != 0 and main.get("terminationMessagePolicy") == LOGS_ON_ERROR:
+            message = log_tail(stdout_path, workdir / "stderr")
         self._finish(pod, code, stdout, message)
 
     def _finish(self, pod: Pod, code: int, stdout: str, message: str) -> None:

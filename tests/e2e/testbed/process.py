@@ -66,6 +66,8 @@ class ManagedProcess:
     ) -> None:
         self.name = name
         self.argv = list(argv)
+        self.env = dict(env or {})
+        self.cwd = cwd
         self.log_path = log_dir / f"{name}.log"
         full_env = dict(os.environ)
         if env:
