@@ -72,11 +72,19 @@ def transitions(timeline: list[Event]) -> list[tuple[str, float]]:
 
 
 def good_release(
-    app: DemoApp, bed: ClusterBed, kubeconfig: Path, executor: str, tag: str
+    app: DemoApp, bed: ClusterBed, kubeconfig: Path, executor: str, stable: str, version: str
 ) -> list[tuple[str, float]]:
-    spec = release_spec(app, "canary", version=f"v2{tag}", environment=app.namespace)
+    spec = release_spec(
+        app,
+        "canary",
+        version=version,
+        image="demo:v2",
+        stable_version=stable,
+        stable_image="demo:v1" if stable == "v1" else "demo:v2",
+        environment=app.namespace,
+    )
     data = spec.model_dump(mode="json", exclude_none=True)
-    data.update(image="demo:v2", approvals=["shift-100"], executor=executor)
+    data.update(approvals=["shift-100"], executor=executor)
     spec = parse_release(data)
     work = Path(tempfile.mkdtemp(prefix="gk-bench-argo-"))
     base = argo_options(bed, kubeconfig, work) if executor == "argo" else None
@@ -88,7 +96,7 @@ def good_release(
 
 
 def bad_release(
-    i: int, app: DemoApp, bed: ClusterBed, kubeconfig: Path, load: BackgroundLoad
+    i: int, app: DemoApp, bed: ClusterBed, kubeconfig: Path, load: BackgroundLoad, stable: str
 ) -> tuple[float, float, float]:
     version = f"bad{i}"
     spec: ReleaseSpec = parse_release(
@@ -97,7 +105,7 @@ def bad_release(
             "environment": app.namespace,
             "version": version,
             "image": BAD_IMAGE,
-            "stable": {"version": "v1", "image": "demo:v1"},
+            "stable": {"version": stable, "image": "demo:v2"},
             "strategy": {"type": "canary", "steps": [25, 100], "analysis": "10m"},
             "target": {
                 "type": "kubernetes",
@@ -153,8 +161,10 @@ def main() -> int:
         kubeconfig = service_account_kubeconfig(bed, raw, ns)
         with BackgroundLoad(bed.gateway_url, app.host, rps=args.rps) as load:
             time.sleep(3.0)
-            for executor, tag in (("local", "a"), ("argo", "b")):
-                found = good_release(app, bed, kubeconfig, executor, tag)
+            stable = "v1"
+            for executor, version in (("local", "v2a"), ("argo", "v2b")):
+                found = good_release(app, bed, kubeconfig, executor, stable, version)
+                stable = version
                 gaps = [s for _, s in found]
                 approval = [s for name, s in found if name.startswith("approve-")]
                 print(
@@ -165,7 +175,7 @@ def main() -> int:
                 rows.append({"where": f"{executor}: into the approval step", **_stats(approval)})
             samples = []
             for i in range(args.runs):
-                sample = bad_release(i, app, bed, kubeconfig, load)
+                sample = bad_release(i, app, bed, kubeconfig, load, stable)
                 samples.append(sample)
                 print(
                     f"argo bad run {i + 1}: rollback event {sample[0]:.2f}s, users safe "
