@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 
 # Importing a command module registers its commands; the order here is the order of --help.
-from . import demo_cmd, release_cmd  # noqa: F401
+from . import client_cmd, demo_cmd, release_cmd, serve_cmd  # noqa: F401
 from .audit_cmd import audit_app
+from .client_cmd import remote_app
 from .gates_cmd import gates_app
 from .root import (
     EXIT_ERROR,
@@ -30,6 +31,7 @@ app.add_typer(step_app, name="step")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(audit_app, name="audit")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(remote_app, name="remote")
 
 __all__ = [
     "EXIT_ERROR",

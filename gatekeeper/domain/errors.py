@@ -2,6 +2,7 @@
 
     GatekeeperError
      ├── InvalidInput          bad spec or argument; names the field, the value and what is allowed
+     │    └── Conflict         the request contradicts the store (a key reused with another spec)
      ├── TemporaryError        worth retrying after `delay` seconds (tenacity checks this type)
      │    └── ProviderUnavailable   a metrics source did not answer (connection error, 5xx)
      ├── ProviderError         a metrics source answered with an error that a retry will not fix
@@ -19,6 +20,11 @@ class GatekeeperError(Exception):
 
 class InvalidInput(GatekeeperError):
     """A spec, file or argument is not valid; nothing was started."""
+
+
+class Conflict(InvalidInput):
+    """The request contradicts what the store holds: an idempotency key or a release id
+    given again with another spec. Nothing was written."""
 
 
 class TemporaryError(GatekeeperError):

@@ -1,5 +1,6 @@
 """The release's phase machine: every allowed move written once, checked by the store.
 
+    queued ──▶ pending (the service's policy lets it start), or aborted | failed
     pending ──▶ running ◀──▶ holding ──▶ promoted (from running or holding)
        │           │            │
        └───────────┴─────┬──────┘
@@ -7,10 +8,12 @@
      rolling_back, or straight to rolled_back | aborted | failed
      rolling_back ──▶ rolled_back | aborted | failed (a decided rollback is never undone)
 
-A final phase (promoted, rolled_back, aborted, failed) is never left: a finished
-release is never reopened, and an abort written by another process wins over the
-executor's next write, because that write expects a phase the release is no
-longer in.
+A queued release (submitted to `gatekeeper serve`, waiting for its turn, its window or
+its approval) holds nothing: it moves to pending when it starts, and only the service
+moves it there. A final phase (promoted, rolled_back, aborted, failed) is never left: a
+finished release is never reopened, and an abort written by another process wins over
+the executor's next write, because that write expects a phase the release is no longer
+in.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .release import Phase
 _ANY_LIVE_TO = (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED)
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.QUEUED: frozenset({Phase.QUEUED, Phase.PENDING, Phase.ABORTED, Phase.FAILED}),
     Phase.PENDING: frozenset({Phase.RUNNING, Phase.HOLDING, *_ANY_LIVE_TO}),
     Phase.RUNNING: frozenset({Phase.RUNNING, Phase.HOLDING, Phase.PROMOTED, *_ANY_LIVE_TO}),
     Phase.HOLDING: frozenset({Phase.RUNNING, Phase.HOLDING, Phase.PROMOTED, *_ANY_LIVE_TO}),

@@ -44,6 +44,7 @@ class _Strict(BaseModel):
 
 
 class Phase(StrEnum):
+    QUEUED = "queued"  # submitted to the service; waits for its turn, window or approval
     PENDING = "pending"
     RUNNING = "running"
     HOLDING = "holding"
@@ -56,6 +57,12 @@ class Phase(StrEnum):
     @property
     def final(self) -> bool:
         return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED)
+
+    @property
+    def active(self) -> bool:
+        """Started and not ended: the one release that holds its app and environment (a
+        queued release waits and holds nothing)."""
+        return not self.final and self is not Phase.QUEUED
 
 
 def _weights(values: tuple[int, ...], field: str) -> tuple[int, ...]:
@@ -190,6 +197,9 @@ class ReleaseSpec(_Strict):
     hold_timeout: Duration = 3600.0  # stop when holding longer than this
     # Who runs the plan: this process (local), or an Argo Workflow (one pod per step).
     executor: Literal["local", "argo"] = "local"
+    # A revert: goes back from the promoted ``stable`` to the earlier ``version`` (the
+    # service's rollback of a promoted release); its id says which version it reverts.
+    revert: bool = False
 
     @field_validator("gates", mode="before")
     @classmethod
@@ -251,7 +261,8 @@ class ReleaseSpec(_Strict):
 
     @property
     def release_id(self) -> str:
-        return f"{self.app}-{self.environment}-{self.version}"
+        base = f"{self.app}-{self.environment}-{self.version}"
+        return f"{base}-revert-of-{self.stable.version}" if self.revert else base
 
     def scaled(self, seconds: float) -> float:
         return compressed(seconds, self.time_scale)

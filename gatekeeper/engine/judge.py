@@ -181,5 +181,8 @@ class Judge:
             record = self.store.get_release(self.spec.release_id)
             if record is not None and record.phase is Phase.ABORTED:
                 raise AbortedElsewhere(record.reason)
+            if record is not None and record.phase is Phase.ROLLING_BACK and record.stopped:
+                # An abort recorded as a rollback to finish (gatekeeper serve's): it ends aborted.
+                raise AbortedElsewhere(record.reason)
             if record is not None and record.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
                 raise RolledBackElsewhere(record.reason)

@@ -57,6 +57,7 @@ class RunOptions:
     metrics_timeout_s: float = 60.0  # how long the deploy step waits for the candidate's scrape
     kubeconfig: str | None = None  # kubernetes target: else KUBECONFIG, ~/.kube/config, in-cluster
     argo: ArgoSettings | None = None  # executor argo: argo-server and the step pods' settings
+    store: Store | None = None  # an open store to use (the service's, fenced); else db_url's
 
 
 def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = None) -> Outcome:
@@ -76,7 +77,7 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
         provider, sync, close_provider = provider_for(spec, options, state_dir)
         try:
             evaluator = evaluator_for(spec, gate_set, provider)
-            store = open_store(options.db_url)
+            store = options.store or open_store(options.db_url)
             try:
                 record = submit_or_resume(store, spec, plan)
                 if record.phase.final:
@@ -86,7 +87,8 @@ def run_release(spec: ReleaseSpec, options: RunOptions, base_dir: Path | None = 
                     spec, plan, store, record, evaluator, state_dir, sync, options, cluster
                 )
             finally:
-                store.close()
+                if options.store is None:
+                    store.close()
         finally:
             close_provider()
     finally:
@@ -124,7 +126,7 @@ def _run_on_argo(spec: ReleaseSpec, plan: Plan, options: RunOptions) -> Outcome:
     kubernetes_target(spec, state_dir, options).close()
     _provider, _sync, close_provider = provider_for(spec, options, state_dir)
     close_provider()  # answered: the step pods query it themselves
-    store = open_store(options.db_url)
+    store = options.store or open_store(options.db_url)
     try:
         record = submit_or_resume(store, spec, plan)
         if record.phase.final:
@@ -140,7 +142,8 @@ def _run_on_argo(spec: ReleaseSpec, plan: Plan, options: RunOptions) -> Outcome:
             listener=options.listener,
         )
     finally:
-        store.close()
+        if options.store is None:
+            store.close()
 
 
 def kubernetes_target(
@@ -236,6 +239,11 @@ def submit_or_resume(store: Store, spec: ReleaseSpec, plan: Plan) -> Any:
     if existing is not None:
         if existing.phase.final:
             return existing
+        if existing.phase is Phase.QUEUED:
+            raise InvalidInput(
+                f"release {spec.release_id} is queued in gatekeeper serve ({existing.reason}); "
+                "the service starts it when its turn, window and approvals allow"
+            )
         if existing.plan != plan.model_dump(mode="json"):
             raise InvalidInput(
                 f"release {spec.release_id} is in progress with another plan; "

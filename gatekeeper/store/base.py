@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gatekeeper.domain.fencing import Term
 from gatekeeper.domain.release import Phase
 from gatekeeper.domain.verdicts import GateResult
 
@@ -30,6 +31,8 @@ class ReleaseRecord:
     updated_at: datetime
     next_step: int = 0  # index of the first plan step not yet completed
     stopped: bool = False  # stopped by a person or the hold timeout: the rollback ends aborted
+    submitted_by: str | None = None  # the principal who submitted it to the service
+    stalled: str | None = None  # why the service stopped driving it, until a person retries
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,48 @@ class TokenRecord:
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A submission's key: the same key of the same principal names the same release."""
+
+    principal: str
+    key: str
+    spec_hash: str  # SHA-256 of the submitted spec's canonical JSON
+
+
+@dataclass(frozen=True)
+class StepLogEntry:
+    """A completed plan step, as the step log has it (one row per step, exactly once)."""
+
+    index: int
+    name: str
+    outcome: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReleaseBundle:
+    """A release and everything recorded about it, as one read saw them."""
+
+    record: ReleaseRecord
+    steps: list[StepLogEntry]
+    approvals: list[Approval]
+    gate_results: list[GateResult]
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """A controller lease as the store keeps it: its holder, the highest epoch granted, and
+    (a database lease) until when it holds."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime | None
+    renewed_at: datetime
 
 
 class Store(Protocol):
@@ -144,3 +189,67 @@ class Store(Protocol):
         """Walk the whole chain and report the first broken entry, if any."""
 
     def close(self) -> None: ...
+
+
+class ServiceStore(Store, Protocol):
+    """What `gatekeeper serve` needs beyond the Store: submissions, the queue, leases and
+    fenced writes."""
+
+    def submit_release(
+        self,
+        record: ReleaseRecord,
+        key: IdempotencyKey | None = None,
+        *,
+        event: Event | None = None,
+        audit: AuditEntry | None = None,
+    ) -> tuple[ReleaseRecord, bool]:
+        """Create ``record`` (queued), with its ``event`` and ``audit`` entry in the same
+        transaction, or return the release the same key (or the same release id with the
+        same spec) created before, writing nothing; True when created now. Conflict when
+        the key or the id is taken with another spec."""
+
+    def release_bundle(self, release_id: str, gate_results: int = 200) -> ReleaseBundle | None:
+        """The release with its step log, approvals, latest gate results and events, read
+        in one transaction; None when it does not exist."""
+
+    def find_releases(
+        self,
+        *,
+        app: str | None = None,
+        environment: str | None = None,
+        phases: Iterable[Phase] | None = None,
+        limit: int = 100,
+    ) -> list[ReleaseRecord]:
+        """Newest first, filtered by each given field."""
+
+    def unfinished_releases(self) -> list[ReleaseRecord]:
+        """Every queued or active release, oldest first."""
+
+    def set_stalled(self, release_id: str, reason: str | None) -> bool:
+        """Mark the release stalled with ``reason``, or clear the mark (None); False when it
+        was already so."""
+
+    def step_log(self, release_id: str) -> list[StepLogEntry]: ...
+
+    def acquire_lease(
+        self, name: str, holder: str, now: datetime, duration_s: float
+    ) -> Term | None:
+        """Take the lease when it is free or expired (a new term, epoch + 1), or keep it
+        when ``holder`` has it; None when another holder's lease is still valid."""
+
+    def renew_lease(self, term: Term, now: datetime, duration_s: float) -> bool:
+        """Extend the lease of ``term``; False when the term is over."""
+
+    def release_lease(self, term: Term, now: datetime) -> None:
+        """Give the lease up now (it expires), so a standby takes over at once."""
+
+    def advance_fence(self, name: str, holder: str, now: datetime) -> Term:
+        """A new term on a lease kept elsewhere (Kubernetes): the epoch goes up by one."""
+
+    def lease_state(self, name: str) -> LeaseState | None: ...
+
+    def fenced(self, term: Term, alive: Callable[[], bool]) -> ServiceStore:
+        """A view of this store whose every write checks, in its own transaction, that
+        ``term`` is still the lease's current epoch, and whose every access first asks
+        ``alive``; either failing raises Deposed. It shares the connections; closing it
+        leaves them open."""

@@ -26,7 +26,10 @@ from .types import ExactFloat, UTCDateTime
 # Phases after which a release no longer holds its app+environment. The partial unique
 # index below and the initial migration spell the same list; a test keeps them in step.
 FINAL_PHASES: tuple[str, ...] = tuple(p.value for p in Phase if p.final)
-ACTIVE_PREDICATE = "phase NOT IN ({})".format(", ".join(f"'{p}'" for p in FINAL_PHASES))
+# Phases in which a release waits and holds nothing (revision 0004 adds them to the index).
+WAITING_PHASES: tuple[str, ...] = tuple(p.value for p in Phase if not p.final and not p.active)
+IDLE_PHASES: tuple[str, ...] = FINAL_PHASES + WAITING_PHASES
+ACTIVE_PREDICATE = "phase NOT IN ({})".format(", ".join(f"'{p}'" for p in IDLE_PHASES))
 
 # Autoincrement ids: BIGINT on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -71,6 +74,10 @@ class ReleaseRow(Base):
     updated_at: Mapped[datetime]
     # Stopped by a person or the hold timeout: a rollback then ends in "aborted".
     stopped: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Revision 0004: who submitted it through the service (four eyes), and the error that
+    # stopped the service's controller from driving it (until a person retries).
+    submitted_by: Mapped[str | None] = mapped_column(Text)
+    stalled: Mapped[str | None] = mapped_column(Text)
 
 
 class StepRow(Base):
@@ -181,3 +188,31 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Seq)
     hash: Mapped[str] = mapped_column(Text)
+
+
+# The service (revision 0004)
+
+
+class IdempotencyRow(Base):
+    """A submission's idempotency key: the same key (per principal) gives the same release."""
+
+    __tablename__ = "idempotency_keys"
+
+    principal: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    release_id: Mapped[str] = mapped_column(Text, _release_fk())
+    spec_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class LeaseRow(Base):
+    """A controller lease and its fence: ``epoch`` is the highest term granted; a write
+    under a lower epoch is refused. A database lease also keeps its expiry here."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text)
+    epoch: Mapped[int] = mapped_column(Seq)
+    expires_at: Mapped[datetime | None]  # None: the lease lives elsewhere (Kubernetes)
+    renewed_at: Mapped[datetime]

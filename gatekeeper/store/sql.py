@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -25,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from gatekeeper.domain.clock import SYSTEM_CLOCK, Clock
 from gatekeeper.domain.errors import GatekeeperError, InvalidInput, TemporaryError
+from gatekeeper.domain.fencing import Term
 from gatekeeper.domain.phases import PhaseConflict
 from gatekeeper.domain.phases import sources as phase_sources
 from gatekeeper.domain.release import Phase
@@ -34,15 +34,20 @@ from . import access_sql
 from .audit_chain import AuditEntry, AuditHead, AuditRecord, AuditReport
 from .base import Approval, Event, ReleaseRecord, TokenRecord
 from .models import (
-    FINAL_PHASES,
+    IDLE_PHASES,
     ApprovalRow,
-    EventRow,
     GateResultRow,
     ReleaseRow,
     StepRow,
     TargetStateRow,
 )
+from .rows import approvals_of, event_row, events_of, gate_results_of, release_row
+from .rows import as_json as _json
+from .rows import aware as _aware
+from .rows import dumps as _dumps
+from .rows import record_of as _record
 from .schema import _WRITE, MIGRATIONS, migrate, script_heads
+from .service_sql import Fence, ServiceSql
 
 # How long a SQLite writer waits for another process's write to finish before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -70,25 +75,6 @@ def normalise_url(url: str) -> URL:
 
 def _shown(url: URL) -> str:
     return repr(url.render_as_string(hide_password=True))
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json(value: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """A JSON-able copy of ``value``; refuses NaN/Inf and values JSON cannot hold."""
-    try:
-        loaded: dict[str, Any] = json.loads(_dumps(dict(value)))
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"{what}: not storable as JSON: {e}") from e
-    return loaded
-
-
-def _aware(at: datetime, what: str) -> datetime:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidInput(f"{what} {at.isoformat()} has no time zone; pass an aware datetime")
-    return at.astimezone(UTC)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -132,33 +118,13 @@ def _engine(url: URL) -> Engine:
     return engine
 
 
-def _record(row: ReleaseRow) -> ReleaseRecord:
-    return ReleaseRecord(
-        release_id=row.id,
-        app=row.app,
-        environment=row.environment,
-        version=row.version,
-        stable_version=row.stable_version,
-        strategy=row.strategy,
-        expedited=row.expedited,
-        spec=row.spec,
-        plan=row.plan,
-        phase=Phase(row.phase),
-        reason=row.reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        next_step=row.next_step,
-        stopped=row.stopped,
-    )
-
-
 def _active_row(session: Session, app: str, environment: str) -> ReleaseRow | None:
     return session.scalars(
         select(ReleaseRow)
         .where(
             ReleaseRow.app == app,
             ReleaseRow.environment == environment,
-            ReleaseRow.phase.not_in(FINAL_PHASES),
+            ReleaseRow.phase.not_in(IDLE_PHASES),
         )
         .order_by(ReleaseRow.created_at.desc(), ReleaseRow.id.desc())
         .limit(1)
@@ -184,7 +150,7 @@ def _conflict(session: Session, record: ReleaseRecord) -> InvalidInput | None:
     existing = session.scalar(select(ReleaseRow.id).where(ReleaseRow.id == record.release_id))
     if existing is not None:
         return InvalidInput(f"release {record.release_id!r} exists already")
-    if not Phase(record.phase).final:
+    if Phase(record.phase).active:
         active = _active_row(session, record.app, record.environment)
         if active is not None:
             return _busy(record.release_id, record.app, record.environment, active)
@@ -195,18 +161,27 @@ def _unknown(release_id: str) -> InvalidInput:
     return InvalidInput(f"release {release_id!r} does not exist")
 
 
-class SqlStore:
-    """The system of record on a SQL database; see ``Store`` for the contract.
+class SqlStore(ServiceSql):
+    """The system of record on a SQL database; see ``Store`` and ``ServiceStore`` for the
+    contract.
 
     Open with ``SqlStore.open(url)``, which migrates the schema to head first. Every
     method is one transaction. Approvals are idempotent: a second approval of the same
-    step by the same approver is ignored and the first one stands.
+    step by the same approver is ignored and the first one stands. ``fenced`` gives a
+    view for a leader term (see ``gatekeeper.domain.fencing``).
     """
 
-    def __init__(self, engine: Engine, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        fence: Fence | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock  # stamps updated_at and the step log
         self._dialect = engine.dialect.name
+        self._fence = fence  # set on a fenced view, which shares the engine
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(
             engine.execution_options(**{_WRITE: True}), expire_on_commit=False
@@ -238,7 +213,11 @@ class SqlStore:
         return self._engine
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._fence is None:  # a fenced view leaves the shared connections open
+            self._engine.dispose()
+
+    def fenced(self, term: Term, alive: Callable[[], bool]) -> SqlStore:
+        return SqlStore(self._engine, self._clock, fence=Fence(term, alive))
 
     def __enter__(self) -> SqlStore:
         return self
@@ -260,6 +239,8 @@ class SqlStore:
         maker = self._write if write else self._read
         try:
             with maker.begin() as session:
+                if self._fence is not None:
+                    self._fence.check(session, write=write, dialect=self._dialect)
                 yield session
         except IntegrityError:
             raise
@@ -273,28 +254,20 @@ class SqlStore:
         if found is None:
             raise _unknown(release_id)
 
+    def _busy_conflict(self, session: Session, record: ReleaseRecord) -> InvalidInput | None:
+        if not Phase(record.phase).active:
+            return None
+        active = _active_row(session, record.app, record.environment)
+        return (
+            None
+            if active is None
+            else _busy(record.release_id, record.app, record.environment, active)
+        )
+
     # Releases
 
     def create_release(self, record: ReleaseRecord) -> None:
-        if record.next_step < 0:
-            raise InvalidInput(f"next_step {record.next_step}: must be 0 or more")
-        row = ReleaseRow(
-            id=record.release_id,
-            app=record.app,
-            environment=record.environment,
-            version=record.version,
-            stable_version=record.stable_version,
-            strategy=record.strategy,
-            expedited=record.expedited,
-            spec=_json(record.spec, "spec"),
-            plan=_json(record.plan, "plan"),
-            phase=Phase(record.phase).value,
-            reason=record.reason,
-            next_step=record.next_step,
-            stopped=record.stopped,
-            created_at=_aware(record.created_at, "created_at"),
-            updated_at=_aware(record.updated_at, "updated_at"),
-        )
+        row = release_row(record)
         try:
             with self._tx(write=True) as session:
                 conflict = _conflict(session, record)
@@ -422,37 +395,15 @@ class SqlStore:
     # Audit
 
     def record_event(self, event: Event) -> None:
-        row = EventRow(
-            release_id=event.release_id,
-            at=_aware(event.at, "event at"),
-            kind=event.kind,
-            message=event.message,
-            actor=event.actor,
-            data=_json(event.data, "event data"),
-        )
+        row = event_row(event)
         with self._tx(write=True) as session:
             self._require(session, event.release_id)
             session.add(row)
 
     def events(self, release_id: str) -> list[Event]:
         """In time order; events with the same time in the order they were recorded."""
-        query = (
-            select(EventRow)
-            .where(EventRow.release_id == release_id)
-            .order_by(EventRow.at, EventRow.id)
-        )
         with self._tx(write=False) as session:
-            return [
-                Event(
-                    release_id=row.release_id,
-                    at=row.at,
-                    kind=row.kind,
-                    message=row.message,
-                    actor=row.actor,
-                    data=row.data,
-                )
-                for row in session.scalars(query)
-            ]
+            return events_of(session, release_id)
 
     def record_gate_results(self, release_id: str, results: list[GateResult]) -> None:
         rows = [
@@ -478,28 +429,8 @@ class SqlStore:
         """The latest ``limit`` results, returned oldest first."""
         if limit < 1:
             raise InvalidInput(f"limit {limit}: must be 1 or more")
-        query = (
-            select(GateResultRow)
-            .where(GateResultRow.release_id == release_id)
-            .order_by(GateResultRow.at.desc(), GateResultRow.id.desc())
-            .limit(limit)
-        )
         with self._tx(write=False) as session:
-            rows = list(session.scalars(query))
-        return [
-            GateResult(
-                gate=row.gate,
-                verdict=Verdict(row.verdict),
-                reason=row.reason,
-                at=row.at,
-                value=row.value,
-                threshold=row.threshold,
-                window_s=row.window_s,
-                requests=row.requests,
-                labels={str(k): str(v) for k, v in row.labels.items()},
-            )
-            for row in reversed(rows)
-        ]
+            return gate_results_of(session, release_id, limit)
 
     # Approvals
 
@@ -529,23 +460,8 @@ class SqlStore:
             session.execute(statement)
 
     def approvals(self, release_id: str) -> list[Approval]:
-        query = (
-            select(ApprovalRow)
-            .where(ApprovalRow.release_id == release_id)
-            .order_by(ApprovalRow.at, ApprovalRow.id)
-        )
         with self._tx(write=False) as session:
-            return [
-                Approval(
-                    release_id=row.release_id,
-                    step=row.step,
-                    approver=row.approver,
-                    role=row.role,
-                    at=row.at,
-                    comment=row.comment,
-                )
-                for row in session.scalars(query)
-            ]
+            return approvals_of(session, release_id)
 
     # Target state
 

@@ -169,6 +169,7 @@ def test_migrations_create_the_schema(store: SqlStore) -> None:
     assert columns["releases"] == {
         "id", "app", "environment", "version", "stable_version", "strategy", "expedited",
         "spec", "plan", "phase", "reason", "next_step", "created_at", "updated_at", "stopped",
+        "submitted_by", "stalled",
     }  # fmt: skip
     assert columns["step_log"] == {"release_id", "index", "name", "outcome", "at"}
     assert columns["events"] == {"id", "release_id", "at", "kind", "message", "actor", "data"}
@@ -199,7 +200,7 @@ def test_migrations_create_the_schema(store: SqlStore) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == head == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == head == "0004"
 
 
 def test_models_match_the_migrations(store: SqlStore) -> None:

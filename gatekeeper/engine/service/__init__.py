@@ -1,0 +1,1 @@
+"""`gatekeeper serve` in the engine: config, lease and fencing, controller, the API facade."""
