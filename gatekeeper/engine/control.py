@@ -79,8 +79,10 @@ def reject(
         if record.phase.final or record.phase is Phase.ROLLING_BACK:
             raise InvalidInput(f"release {release_id} already ended ({record.phase.value})")
         said = f"{step} rejected by {by} ({role})" + (f": {comment}" if comment else "")
+        # Never started (queued in the service): nothing to roll back, it ends aborted.
+        wanted = Phase.ABORTED if record.phase is Phase.QUEUED else Phase.ROLLING_BACK
         try:
-            store.set_phase(release_id, Phase.ROLLING_BACK, said)
+            store.set_phase(release_id, wanted, said)
         except PhaseConflict as e:
             raise InvalidInput(
                 f"release {release_id} is {e.current.value} now; the rejection was not recorded"
