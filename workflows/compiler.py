@@ -34,6 +34,7 @@ changes nothing), so the hook and the exit handler never undo each other.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hera.workflows.models import (
@@ -65,10 +66,10 @@ from .templates import (
     MANAGED_BY,
     RELEASE_PARAM,
     ROLLBACK,
-    STEP,
     STEP_PARAM,
     compile_template,
     dump,
+    step_template_name,
 )
 
 __all__ = ["compile_template", "compile_workflow"]
@@ -126,10 +127,22 @@ def compile_workflow(plan: Plan, spec: ReleaseSpec, settings: WorkflowSettings) 
             on_exit=EXIT_HANDLER,
             active_deadline_seconds=active_deadline_seconds(plan, spec),
             service_account_name=settings.service_account,
+            pod_spec_patch=env_patch(settings),
             templates=[_release(refs), _steps(plan, refs), _exit_handler(refs)],
         ),
     )
     return dump(workflow)
+
+
+def env_patch(settings: WorkflowSettings) -> str | None:
+    """The step pods' env (``settings.env``) as the workflow's podSpecPatch on their main
+    container: it travels with each release's workflow, so the shared WorkflowTemplate never
+    changes with it (a template updated per release would race the controller's cache of it,
+    and one release's pods could start with another's store or kubeconfig)."""
+    if not settings.env:
+        return None
+    env = [{"name": k, "value": v} for k, v in sorted(settings.env.items())]
+    return json.dumps({"containers": [{"name": "main", "env": env}]}, sort_keys=True)
 
 
 def _release(refs: _Refs) -> Template:
@@ -155,7 +168,8 @@ def _steps(plan: Plan, refs: _Refs) -> Template:
         if isinstance(step, WaitForApproval):
             suspend = node_name(index, step.name, SUSPEND_SUFFIX)
             sequence.append(refs.step(suspend, APPROVAL, index))
-        sequence.append(refs.step(node_name(index, step.name), STEP, index))
+        template = step_template_name(step.kind)
+        sequence.append(refs.step(node_name(index, step.name), template, index))
     return Template(name=STEPS, steps=sequence)
 
 

@@ -1,11 +1,17 @@
 """The WorkflowTemplate shipped once per namespace: the pods every release workflow runs.
 
-    step      gatekeeper step run RELEASE STEP       one plan step (inputs: release, step)
-    approval  suspend                                resume = approve; stop = reject (inputs:
-                                                     release, step; the step that follows
-                                                     checks the approval in the store)
-    guard     gatekeeper step run RELEASE guard      the abort guard, for the whole release
-    rollback  gatekeeper step run RELEASE rollback   the plan's rollback steps
+    step-<kind>  gatekeeper step run RELEASE STEP    one plan step of that kind (inputs:
+                                                  release, step): step-deploy, step-verify,
+                                                  step-shift, step-batch, step-analyze,
+                                                  step-approval, step-promote
+    approval     suspend                          resume = approve; stop = reject (inputs:
+                                                  release, step; step-approval then checks
+                                                  the approval in the store)
+    guard        gatekeeper step run RELEASE guard     the abort guard, for the whole release
+    rollback     gatekeeper step run RELEASE rollback  the plan's rollback steps
+
+One container template per step kind: Argo's UI and `argo get` show what each node does, and
+a kind's template can be tuned on its own (resources, deadlines) in the shipped template.
 
 Each container retries only the exit code of a temporary error (``Exit.TEMPORARY``), with
 backoff; every other code is a decision or a refusal, and a retry would not change it.
@@ -19,7 +25,6 @@ from hera.workflows.models import (
     Backoff,
     Container,
     EnvFromSource,
-    EnvVar,
     Inputs,
     IntOrString,
     ObjectMeta,
@@ -41,7 +46,8 @@ API_VERSION = "argoproj.io/v1alpha1"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gatekeeper"}
 
 # Template names, and the words `gatekeeper step run` takes besides a step index.
-STEP = "step"
+STEP = "step"  # the prefix of the plan steps' templates: step-<kind>
+STEP_KINDS = ("deploy", "verify", "shift", "batch", "analyze", "approval", "promote")
 APPROVAL = "approval"
 GUARD = "guard"
 ROLLBACK = "rollback"
@@ -78,8 +84,9 @@ def _inputs(*names: str) -> Inputs:
 
 
 def _container(settings: WorkflowSettings, step: str) -> Container:
-    """`gatekeeper step run RELEASE <step>` in the gatekeeper's image."""
-    env = [EnvVar(name=k, value=v) for k, v in sorted(settings.env.items())] or None
+    """`gatekeeper step run RELEASE <step>` in the gatekeeper's image. Its env comes from the
+    Secret (envFrom) and from each release's workflow (``settings.env`` as its podSpecPatch,
+    compiler.env_patch), never from this shared template."""
     env_from = (
         [EnvFromSource(secret_ref=SecretEnvSource(name=settings.env_from_secret))]
         if settings.env_from_secret
@@ -90,7 +97,6 @@ def _container(settings: WorkflowSettings, step: str) -> Container:
         image_pull_policy=settings.image_pull_policy,
         command=["gatekeeper"],
         args=["step", "run", f"{{{{inputs.parameters.{RELEASE_PARAM}}}}}", step],
-        env=env,
         env_from=env_from,
         # The step's last line ("gate failed: abort: error ratio 7.8% > 5% ...") becomes the
         # pod's terminated message, which Argo shows as the failed node's message.
@@ -98,15 +104,25 @@ def _container(settings: WorkflowSettings, step: str) -> Container:
     )
 
 
+def step_template_name(kind: str) -> str:
+    """The template that runs plan steps of ``kind``: ``step-shift``."""
+    if kind not in STEP_KINDS:
+        raise ValueError(f"step kind {kind!r} has no template; kinds: {', '.join(STEP_KINDS)}")
+    return f"{STEP}-{kind}"
+
+
 def step_templates(settings: WorkflowSettings) -> list[Template]:
-    """The four templates, in the order of the module docstring."""
+    """The templates, in the order of the module docstring."""
     step_arg = f"{{{{inputs.parameters.{STEP_PARAM}}}}}"
     return [
-        Template(
-            name=STEP,
-            inputs=_inputs(RELEASE_PARAM, STEP_PARAM),
-            container=_container(settings, step_arg),
-            retry_strategy=retry_strategy(settings, settings.retry_limit),
+        *(
+            Template(
+                name=step_template_name(kind),
+                inputs=_inputs(RELEASE_PARAM, STEP_PARAM),
+                container=_container(settings, step_arg),
+                retry_strategy=retry_strategy(settings, settings.retry_limit),
+            )
+            for kind in STEP_KINDS
         ),
         Template(
             name=APPROVAL,

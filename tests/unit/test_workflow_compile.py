@@ -14,7 +14,7 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from gatekeeper.cli.main import app
 from gatekeeper.domain.errors import InvalidInput
 from gatekeeper.domain.exits import Exit
+from gatekeeper.domain.plan import Step
 from gatekeeper.domain.release import ReleaseSpec, parse_release
 from gatekeeper.engine import single_step
 from gatekeeper.engine.specs import validate
@@ -38,7 +39,7 @@ from workflows.compiler import (
 from workflows.deadline import STEP_ALLOWANCE_S
 from workflows.names import DNS_NAME, LABEL_VALUE, NODE_NAME
 from workflows.settings import WorkflowSettings, workflow_settings
-from workflows.templates import GUARD, RETRY_EXPRESSION, ROLLBACK
+from workflows.templates import GUARD, RETRY_EXPRESSION, ROLLBACK, STEP_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "argo" / "schema.json"
@@ -161,10 +162,20 @@ def test_the_rendering_matches_its_golden_file(name: str) -> None:
 # -- the step templates -------------------------------------------------------------------------
 
 
-def test_the_step_template_runs_one_step_and_retries_only_a_temporary_exit() -> None:
+def test_every_step_kind_of_a_plan_has_its_own_template() -> None:
+    doc = compile_template(WorkflowSettings())
+    kinds = {cls.model_fields["kind"].default for cls in get_args(get_args(Step)[0])}
+    kinds.discard("rollback")  # the plan's rollback steps run in the `rollback` template
+    assert set(STEP_KINDS) == kinds
+    names = [t["name"] for t in doc["spec"]["templates"]]
+    assert names == [f"step-{k}" for k in STEP_KINDS] + ["approval", "guard", "rollback"]
+
+
+@pytest.mark.parametrize("kind", STEP_KINDS)
+def test_a_step_template_runs_one_step_and_retries_only_a_temporary_exit(kind: str) -> None:
     doc = compile_template(WorkflowSettings())
     assert doc["metadata"]["name"] == "gatekeeper-release-steps"
-    step = template(doc, "step")
+    step = template(doc, f"step-{kind}")
     assert [p["name"] for p in step["inputs"]["parameters"]] == ["release", "step"]
     container = step["container"]
     assert container["command"] == ["gatekeeper"]
@@ -198,6 +209,25 @@ def test_an_approval_template_is_a_bare_suspend() -> None:
     assert "container" not in approval and "retryStrategy" not in approval
 
 
+def test_the_env_travels_with_each_workflow_as_its_pod_spec_patch() -> None:
+    settings = WorkflowSettings(env={"GATEKEEPER_DB_URL": "sqlite:///x.db", "A": "1"})
+    doc = workflow("canary", settings)
+    assert json.loads(doc["spec"]["podSpecPatch"]) == {
+        "containers": [
+            {
+                "name": "main",
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "GATEKEEPER_DB_URL", "value": "sqlite:///x.db"},
+                ],
+            }
+        ]
+    }
+    assert "podSpecPatch" not in workflow("canary")["spec"]
+    # and two releases with different env share one template, unchanged
+    assert compile_template(settings) == compile_template(WorkflowSettings())
+
+
 def test_settings_reach_every_container() -> None:
     settings = WorkflowSettings(
         namespace="delivery",
@@ -216,14 +246,11 @@ def test_settings_reach_every_container() -> None:
     }
     assert doc["spec"]["serviceAccountName"] == "release-bot"
     containers = [t["container"] for t in doc["spec"]["templates"] if "container" in t]
-    assert len(containers) == 3
+    assert len(containers) == len(STEP_KINDS) + 2  # a step template per kind, guard, rollback
     for c in containers:
         assert c["image"] == "registry.example/gatekeeper:9"
         assert c["imagePullPolicy"] == "IfNotPresent"
-        assert c["env"] == [
-            {"name": "A", "value": "1"},
-            {"name": "GATEKEEPER_PROMETHEUS_URL", "value": "http://prometheus:9090"},
-        ]
+        assert "env" not in c  # the shared template never holds one release's env
         assert c["envFrom"] == [{"secretRef": {"name": "gatekeeper-store"}}]
     wf = workflow("canary", settings)
     assert wf["metadata"]["namespace"] == "delivery"
@@ -290,7 +317,7 @@ def test_each_plan_step_is_a_node_in_order_and_an_approval_is_a_suspend_then_its
     for index, step in enumerate(plan.steps):
         if step.kind == "approval":
             expected.append((f"s{index}-{step.name}{SUSPEND_SUFFIX}", "approval", str(index)))
-        expected.append((f"s{index}-{step.name}", "step", str(index)))
+        expected.append((f"s{index}-{step.name}", f"step-{step.kind}", str(index)))
     got = [
         (
             s["name"],
