@@ -88,9 +88,12 @@ def not_applicable(gate: GateSpec, at: datetime, window_s: float, why: str) -> G
     return _result(gate, Verdict.NOT_APPLICABLE, f"not applicable: {why}", at, window_s=window_s)
 
 
+MEASUREMENT_ERROR = "measurement error: "  # the reason of a result whose query kept failing
+
+
 def provider_error(gate: GateSpec, at: datetime, error: str) -> GateResult:
     """A query that kept failing: inconclusive (and fails closed at the deadline)."""
-    return _result(gate, Verdict.INCONCLUSIVE, f"measurement error: {error}", at)
+    return _result(gate, Verdict.INCONCLUSIVE, f"{MEASUREMENT_ERROR}{error}", at)
 
 
 def _too_little(gate: GateSpec, requests: float) -> bool:

@@ -220,11 +220,16 @@ class ServiceMetrics:
             if previous != step:
                 self._step_since.labels(app, environment, step).set(since.timestamp())
 
-    def release_finished(self, app: str, environment: str, outcome: Phase | str) -> None:
+    def release_finished(
+        self, app: str, environment: str, outcome: Phase | str, *, started: bool = True
+    ) -> None:
         """A release ended: counted by outcome; its in-progress, gate and approval series
-        are removed."""
+        are removed. One that never started (queued, then aborted or rejected) is only
+        counted: the series of its app and environment belong to the release running."""
         value = _choice(str(outcome), OUTCOMES, f"release of {app} in {environment}: outcome")
         self._releases.labels(app, environment, value).inc()
+        if not started:
+            return
         key = (app, environment)
         with self._lock:
             step = self._steps_at.pop(key, None)

@@ -7,13 +7,18 @@ error), with the prometheus-operator CRDs installed first; `helm install`, `upgr
 the chart's ServiceAccounts may do every verb the gatekeeper uses and nothing beyond, as the
 API server's SelfSubjectAccessReview answers for each of them; and the chart's two pods run
 `gatekeeper serve` from this checkout (the bed's image `release-gatekeeper:test`), answer their
-probes and elect one leader through the Lease the chart's Role allows.
+probes, elect one leader through the Lease the chart's Role allows, and release the bed's demo
+app: a `ci` principal, with the token the chart's Secret holds, submits a blue-green release
+through the installed service's API, and the leader runs it to its promotion with the target
+Role the chart gives it in the app's namespace and the bed's Prometheus as its metrics.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,13 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from tests.e2e.kubernetes_release import (
+    install_demo_app,
+    load_on,
+    namespace_for,
+    release_spec,
+    wait_for_versions,
+)
 from tests.e2e.kubernetes_target import Raw, wait_until
 from tests.e2e.testbed import APP_LABEL, APP_LABEL_VALUE, ClusterBed
 from tests.e2e.testbed.paths import MissingPieceError, helm_binary
@@ -429,10 +441,11 @@ def test_a_real_install_grants_what_the_gatekeeper_uses_and_upgrades_and_uninsta
 
 IMAGE = "release-gatekeeper:test"
 # The image's entrypoint on the bed, which runs containers as processes of this checkout and
-# mounts no volumes: the chart's paths inside the container (its config file, /tmp, the data
-# folder) are mapped to folders of the test, as the kubelet's mounts would place them, and the
-# process binds its pod's address (every pod shares this machine's ports). Then it is the
-# image's own entrypoint: `gatekeeper` with the container's args.
+# mounts no volumes: the chart's paths inside the container (its config file, the tokens
+# Secret's folder, /tmp, the data folder) are mapped to folders of the test, as the kubelet's
+# mounts would place them (the paths the config file names are mapped by _mounted, below),
+# and the process binds its pod's address (every pod shares this machine's ports). Then it is
+# the image's own entrypoint: `gatekeeper` with the container's args.
 MOUNT_SHIM = """
 import json, os, sys
 mounts = json.loads(os.environ["BED_MOUNTS"])
@@ -449,6 +462,48 @@ os.execv(sys.executable, [sys.executable, "-m", "gatekeeper.cli", *args])
 """
 
 
+def _mounted(config: str, mounts: dict[str, str]) -> str:
+    """The config file as the process reads it: the paths inside the container it names (the
+    tokens file) mapped to the test's folders, as MOUNT_SHIM maps the arguments."""
+
+    def mapped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: mapped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mapped(v) for v in value]
+        if isinstance(value, str):
+            for inside, outside in mounts.items():
+                if value == inside or value.startswith(inside + "/"):
+                    return outside + value[len(inside) :]
+        return value
+
+    return yaml.safe_dump(mapped(yaml.safe_load(config)))
+
+
+def _pod_logs(bed: ClusterBed, namespace: str, pods: list[str]) -> str:
+    """The end of each pod's `gatekeeper serve` output, as the bed's kubelet keeps it."""
+    tails = []
+    for pod in pods:
+        log = bed.root / "app-pods" / namespace / pod / "gatekeeper.log"
+        text = log.read_text(errors="replace") if log.exists() else "(no log)"
+        tails.append(f"--- {pod}\n{text[-3000:]}")
+    return "\n".join(tails)
+
+
+def _follow(url: str, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    """GET a release until it ends or ``timeout`` runs out: its last answer."""
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = httpx.get(url, headers=headers, timeout=10)
+        if answer.status_code == 200:
+            seen = answer.json()
+            if seen["final"]:
+                break
+        time.sleep(1)
+    return seen
+
+
 def _metric(text: str, name: str) -> float | None:
     for line in text.splitlines():
         if line.startswith(f"{name} ") or line.startswith(f"{name}{{"):
@@ -456,20 +511,24 @@ def _metric(text: str, name: str) -> float | None:
     return None
 
 
-def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_lease(
+def test_the_charts_pods_run_gatekeeper_serve_elect_one_leader_and_release_the_demo_app(
     helm: Helm, bed: ClusterBed, raw: Raw, tmp_path: Path
 ) -> None:
-    # Given a fresh namespace, a PostgreSQL schema of its own, and the image on the bed
-    home = f"gk-serve-{secrets.token_hex(3)}"
+    # Given a fresh namespace, one for the demo app, a PostgreSQL schema of its own, a ci
+    # token for the chart's Secret, and the image on the bed
+    suffix = secrets.token_hex(3)
+    home, shop = f"gk-serve-{suffix}", f"gk-serve-shop-{suffix}"
     _create_namespace(raw, home)
     release = "gatekeeper"
     fullname = f"{release}-release-gatekeeper"
+    ci_token = "gkt_" + secrets.token_urlsafe(32)
     mounts = {
         "/etc/gatekeeper/config.yaml": str(tmp_path / "config.yaml"),
+        "/etc/gatekeeper/auth": str(tmp_path / "auth"),
         "/var/lib/gatekeeper": str(tmp_path / "data"),
         "/tmp": str(tmp_path / "tmp"),
     }
-    for folder in ("data", "tmp"):
+    for folder in ("auth", "data", "tmp"):
         (tmp_path / folder).mkdir()
     bed.images.register(
         IMAGE,
@@ -478,6 +537,8 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
     )
     kubeconfig = tmp_path / "gatekeeper.kubeconfig"
     try:
+        # the demo app at v1, served through the Gateway, in a namespace of the chart's RBAC
+        app = install_demo_app(bed, raw, namespace_for(raw, shop), router="gateway-api")
         with database("postgres", tmp_path) as db_url:
             values = tmp_path / "values.yaml"
             values.write_text(
@@ -486,6 +547,11 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
                         "image": {"repository": "release-gatekeeper", "tag": "test"},
                         "replicaCount": 0,
                         "store": {"postgres": {"url": db_url}},
+                        "prometheus": {"url": bed.prometheus_url},
+                        "auth": {
+                            "tokens": [{"principal": "ci-bot", "roles": ["ci"], "token": ci_token}]
+                        },
+                        "rbac": {"targetNamespaces": [shop]},
                         "podLabels": {APP_LABEL: APP_LABEL_VALUE},
                         "extraEnv": [
                             {
@@ -505,7 +571,7 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
                 for d in helm.template(values, release=release, namespace=home)
                 if d["kind"] == "ConfigMap"
             ]
-            (tmp_path / "config.yaml").write_text(rendered_config)
+            (tmp_path / "config.yaml").write_text(_mounted(rendered_config, mounts))
 
             # When the chart is installed, its ServiceAccount's token handed to the pods, and
             # it is scaled to two replicas
@@ -513,6 +579,9 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
             installed = raw.ok("GET", f"/api/v1/namespaces/{home}/configmaps/{fullname}")
             assert installed["data"]["config.yaml"] == rendered_config
             kubeconfig.write_text(_token_kubeconfig(bed, raw, home, fullname).read_text())
+            # the tokens file the kubelet would mount from the chart's Secret
+            tokens = raw.ok("GET", f"/api/v1/namespaces/{home}/secrets/{fullname}-tokens")
+            (tmp_path / "auth" / "tokens").write_bytes(base64.b64decode(tokens["data"]["tokens"]))
             helm.run(
                 "upgrade",
                 release,
@@ -547,7 +616,9 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
                 found = {name: value for name, value in leaders.items() if value is not None}
                 return found if sorted(found.values()) == [0.0, 1.0] else None
 
-            wait_until(one_leader, 60, "one gatekeeper_leader 1 and one 0")
+            leaders: dict[str, float] = wait_until(
+                one_leader, 60, "one gatekeeper_leader 1 and one 0"
+            )
             # the Lease was created, and is renewed (update), with the chart's ServiceAccount
             path = f"/apis/coordination.k8s.io/v1/namespaces/{home}/leases/{fullname}"
             first = raw.ok("GET", path)["spec"]
@@ -557,6 +628,51 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
                 30,
                 "the leader to renew its Lease",
             )
+
+            # When the ci principal, with the token of the chart's Secret, submits a release
+            # of the demo app's v2 to the standby while users keep asking through the Gateway
+            leader, standby = (
+                addresses[next(n for n, v in leaders.items() if v == want)] for want in (1.0, 0.0)
+            )
+            ci = {"Authorization": f"Bearer {ci_token}"}
+            spec = release_spec(app, "blue-green", version="v2")
+            with load_on(bed, app):
+                submitted = httpx.post(
+                    f"http://{standby}:8080/api/v1/releases",
+                    json=spec.model_dump(mode="json", exclude_defaults=True),
+                    headers=ci,
+                    timeout=30,
+                )
+                assert submitted.status_code == 201, submitted.text
+                assert submitted.json()["submitted_by"] == "ci-bot"
+                rid = submitted.json()["release_id"]
+                # the leader drives it; ask it until it ends
+                seen = _follow(f"http://{leader}:8080/api/v1/releases/{rid}", ci, timeout=240)
+            story = "\n".join(
+                f"{e['at']} {e['kind']}: {e['message']}" for e in seen.get("events", [])
+            )
+            story += "\n" + _pod_logs(bed, home, list(addresses))
+
+            # Then it ran to its end on the bed: promoted ...
+            assert seen.get("final"), f"not ended in 240s: {json.dumps(seen)[:2000]}\n{story}"
+            assert seen["phase"] == "promoted", f"{seen['reason']}\n{story}"
+            assert [s["status"] for s in seen["steps"]] == ["done"] * len(seen["steps"]), story
+            # ... and the app's Deployment runs v2, the only version users are served
+            deployment = raw.ok("GET", f"/apis/apps/v1/namespaces/{shop}/deployments/shop")
+            template = deployment["spec"]["template"]
+            assert template["spec"]["containers"][0]["image"] == "demo:v2", template
+            assert template["metadata"]["labels"]["version"] == "v2", template
+            wait_until(
+                lambda: (
+                    raw.ok("GET", f"/apis/apps/v1/namespaces/{shop}/deployments/shop")[
+                        "status"
+                    ].get("updatedReplicas")
+                    == 2
+                ),
+                60,
+                "the Deployment's pods to run v2",
+            )
+            wait_for_versions(bed, app.host, {"v2"})
 
             helm.run(
                 "uninstall",
@@ -571,3 +687,4 @@ def test_the_charts_pods_run_gatekeeper_serve_and_elect_one_leader_through_the_l
             )
     finally:
         _delete_namespace(raw, home)
+        _delete_namespace(raw, shop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -229,3 +230,58 @@ def test_a_value_outside_a_bounded_label_is_refused_by_name(call, message: str):
     with pytest.raises(ValueError) as e:
         call(m)
     assert message in str(e.value)
+
+
+def test_a_queued_release_that_ends_unstarted_leaves_the_running_ones_series() -> None:
+    m = ServiceMetrics()
+    m.release_at("shop", "prod", "analyze", since=T0)
+    m.release_finished("shop", "prod", Phase.ABORTED, started=False)
+    text = m.exposition().decode()
+    assert (
+        'gatekeeper_releases_in_progress{app="shop",environment="prod",step="analyze"} 1.0' in text
+    )
+    assert 'gatekeeper_releases_total{app="shop",environment="prod",outcome="aborted"} 1.0' in text
+
+
+def test_a_gate_whose_queries_kept_failing_counts_a_metrics_provider_error(
+    tmp_path: Path,
+) -> None:
+    from gatekeeper.domain.release import parse_release
+    from gatekeeper.engine.notify import Notifier
+    from gatekeeper.engine.service.listener import ServiceListener
+    from gatekeeper.store.factory import open_store
+
+    spec = parse_release(
+        {
+            "app": "shop",
+            "environment": "prod",
+            "version": "v2",
+            "command": "svc --port {port}",
+            "stable": {"version": "v1", "command": "svc --port {port}"},
+            "strategy": {"type": "canary"},
+        }
+    )
+    m = ServiceMetrics()
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    notifier = Notifier([])
+    try:
+        listener = ServiceListener(
+            spec,
+            store,  # type: ignore[arg-type]  # the SQL store serves the service too
+            m,
+            notifier,
+            term_detail={},
+            provider="prometheus",
+        )
+        failing = GateResult(
+            gate="abort",
+            verdict=Verdict.INCONCLUSIVE,
+            reason="measurement error: prometheus at http://prom:9090 did not answer",
+            at=T0,
+        )
+        listener.gates([failing])
+    finally:
+        notifier.close()
+        store.close()
+    text = m.exposition().decode()
+    assert 'gatekeeper_metrics_provider_errors_total{provider="prometheus"} 1.0' in text

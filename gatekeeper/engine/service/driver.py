@@ -137,6 +137,7 @@ class Drivers:
                 term_detail=detail,
                 url=self.runtime.release_url(rid),
                 clock=self.clock,
+                provider="prometheus" if self.runtime.prometheus_url else "scraper",
             )
             options = RunOptions(
                 prometheus_url=self.runtime.prometheus_url,

@@ -20,6 +20,7 @@ from gatekeeper.domain.release import ReleaseSpec
 from gatekeeper.domain.verdicts import GateResult, Verdict
 from gatekeeper.store.base import ServiceStore
 from gatekeeper.targets.base import TargetState
+from gates.verdict import MEASUREMENT_ERROR
 
 from .. import audit
 from ..notify import EventKind, Notification, Notifier
@@ -60,8 +61,10 @@ class ServiceListener:
         term_detail: dict[str, object],
         url: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        provider: str = "prometheus",
     ) -> None:
         self.spec = spec
+        self.provider = provider  # the metrics source's name on gatekeeper_metrics_provider_*
         self.store = store
         self.metrics = metrics
         self.notifier = notifier
@@ -114,6 +117,8 @@ class ServiceListener:
         app, environment = self.spec.app, self.spec.environment
         for result in results:
             self._quietly(partial(self.metrics.gate_result, app, environment, result))
+            if result.reason.startswith(MEASUREMENT_ERROR):  # its queries kept failing
+                self._quietly(partial(self.metrics.metrics_provider_error, self.provider))
             before = self._verdicts.get(result.gate)
             if before is not result.verdict:
                 self._verdicts[result.gate] = result.verdict

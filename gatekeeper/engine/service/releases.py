@@ -340,7 +340,9 @@ class ReleaseService:
     def _ended_unstarted(self, record: ReleaseRecord, reason: str) -> None:
         """A queued release ends here (no driver will): count and notify it."""
         if record.phase is Phase.QUEUED:
-            self.metrics.release_finished(record.app, record.environment, Phase.ABORTED)
+            self.metrics.release_finished(
+                record.app, record.environment, Phase.ABORTED, started=False
+            )
             self._notify(record, EventKind.ABORTED, reason=reason)
 
     def _event(self, release_id: str, kind: str, message: str, actor: str) -> None:
