@@ -11,6 +11,7 @@ hera's models.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ T = TypeVar("T")
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 DEFAULT_ATTEMPTS = 4
 DEFAULT_TIMEOUT_S = 10.0
+WATCH_IDLE_S = 30.0  # a watch without an event for this long is opened again
 
 
 class ArgoRefused(GatekeeperError):
@@ -132,6 +134,8 @@ class ArgoClient:
         self.namespace = namespace
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
+        self._lock = threading.Lock()
+        self._streams: list[requests.Response] = []
         session = requests.Session()
         session.verify = verify
         self._timeout_s = timeout_s
@@ -148,6 +152,53 @@ class ArgoClient:
 
     def close(self) -> None:
         self._service.close()  # type: ignore[no-untyped-call]
+        with self._lock:
+            streams, self._streams = self._streams, []
+        for stream in streams:  # ends a watch blocked on its stream
+            stream.close()
+
+    def watch(self, name: str, changed: Callable[[], None], stop: threading.Event) -> None:
+        """Follows argo-server's watch stream of the workflow (`/api/v1/workflow-events`),
+        calling ``changed`` on each event, until ``stop`` is set, the stream ends or
+        :meth:`close`; a stream that cannot be opened or breaks is a TemporaryError."""
+        url = f"{self.server}api/v1/workflow-events/{self.namespace}"
+        params = {"listOptions.fieldSelector": f"metadata.name={name}"}
+        headers = {"Authorization": self._service.token} if self._service.token else {}
+        session = requests.Session()
+        try:
+            response = session.get(
+                url,
+                params=params,
+                headers=headers,
+                stream=True,
+                verify=self._service.verify_ssl,
+                timeout=(self._timeout_s, WATCH_IDLE_S),
+            )
+        except requests.RequestException as e:
+            session.close()
+            raise TemporaryError(f"argo-server {self.server}: cannot watch {name}: {e}") from e
+        with self._lock:
+            self._streams.append(response)
+        try:
+            if response.status_code != 200:
+                raise TemporaryError(
+                    f"argo-server {self.server}: cannot watch {name}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
+            for line in response.iter_lines():
+                if stop.is_set():
+                    return
+                if line:
+                    changed()
+        except (requests.RequestException, AttributeError, OSError, ValueError) as e:
+            if not stop.is_set():  # closed under it: the follower is done
+                raise TemporaryError(f"argo-server {self.server}: watch of {name}: {e}") from e
+        finally:
+            with self._lock:
+                if response in self._streams:
+                    self._streams.remove(response)
+            response.close()
+            session.close()
 
     # -- calls ------------------------------------------------------------------------------
 

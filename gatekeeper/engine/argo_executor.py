@@ -5,7 +5,8 @@ the release's phase, events and gate results are written by them; the follower h
 
 * ships the step templates (the WorkflowTemplate) and submits the release's Workflow, or
   finds it when it runs already (a second `run` of the same release follows the first's);
-* reads the workflow once per `poll_s`, records each node's phase change as a
+* reads the workflow whenever argo-server's watch stream says it changed (else once per
+  `poll_s`), records each node's phase change as a
   `workflow-node` event and passes the pods' events and gate results to the progress display;
 * resumes an approval's suspend node once the store holds an approval that step accepts (one
   given before the run with `--approve`, or by `gatekeeper approve` without argo-server
@@ -21,8 +22,7 @@ It ends when the workflow ends, with the release's phase from the store.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ NODE_EVENT = "workflow-node"
 SUBMITTED_EVENT = "workflow-submitted"
 OUTAGE_EVENT = "argo-server"
 RELEASE_MARK = "gatekeeper.dev/release-created-at"
+WATCH_BACKOFF_CAP_S = 30.0
 
 
 def client_for(settings: ArgoSettings) -> ArgoClient:
@@ -85,9 +86,10 @@ def run_on_argo(
     db_url: str | None,
     prometheus_url: str | None,
     listener: Listener | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Submit (or find) the release's workflow and follow it to its end."""
+    """Submit (or find) the release's workflow and follow it to its end: argo-server's watch
+    stream wakes the follower on each change of the workflow, which it then reads whole
+    (a read re-syncs, whatever was missed); without events it reads every ``poll_s``."""
     from workflows.compiler import compile_template, compile_workflow
 
     wf_settings = workflow_settings(settings, db_url, prometheus_url)
@@ -101,6 +103,10 @@ def run_on_argo(
     workflow["metadata"].setdefault("annotations", {})[RELEASE_MARK] = mark
     client = client_for(settings)
     follower = _Follower(spec, plan, store, client, name, listener or QuietListener())
+    stop, wake = threading.Event(), threading.Event()
+    watcher = threading.Thread(
+        target=_watch, args=(client, name, wake, stop), name=f"watch {name}", daemon=True
+    )
     try:
         client.ensure_template(template)
         view, created = client.submit(workflow)
@@ -116,14 +122,31 @@ def run_on_argo(
             + ("submitted" if created else "found running; following it"),
         )
         follower.sync(view)
+        watcher.start()
         while not view.final:
-            sleep(settings.poll_s)
+            wake.wait(settings.poll_s)
+            wake.clear()
             seen = follower.read()
             if seen is not None:
                 view = seen
         return follower.outcome(view)
     finally:
+        stop.set()
         client.close()
+        if watcher.is_alive():
+            watcher.join(5)
+
+
+def _watch(client: ArgoClient, name: str, wake: threading.Event, stop: threading.Event) -> None:
+    """Keeps a watch of the workflow open (again after each break, with backoff)."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            client.watch(name, wake.set, stop)
+            failures = 0
+        except Exception:  # noqa: BLE001 - the reads every poll_s go on meanwhile
+            failures += 1
+        stop.wait(min(WATCH_BACKOFF_CAP_S, 0.5 * 2 ** min(failures, 6)))
 
 
 class _Follower:

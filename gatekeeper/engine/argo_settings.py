@@ -38,7 +38,7 @@ class ArgoSettings:
     service_account: str | None = None
     env_secret: str | None = None
     step_env: Mapping[str, str] = field(default_factory=dict)  # extra env for every step pod
-    poll_s: float = 1.0  # how often the follower reads the workflow
+    poll_s: float = 5.0  # how often the follower reads the workflow without a watch event
 
     @classmethod
     def resolve(

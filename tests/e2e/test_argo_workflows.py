@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.testbed import ClusterBed
+from workflows.client import ArgoClient
 
 FINISHED = {"Succeeded", "Failed", "Error"}
 
@@ -187,3 +189,50 @@ def test_script_template_runs_its_source_locally(
     assert finished["status"]["phase"] == "Succeeded", finished["status"].get("message")
     assert trail.read_text() == "from-script\n"
     assert nodes_by_display_name(finished)[name]["outputs"]["result"] == "done"
+
+
+def test_the_gatekeepers_client_watch_streams_each_change_of_a_workflow(
+    bed: ClusterBed, argo: httpx.Client, tmp_path: Path
+) -> None:
+    # Given a workflow of two steps that each take a moment
+    workflow = {
+        "metadata": {"generateName": "watched-"},
+        "spec": {
+            "entrypoint": "main",
+            "templates": [
+                {
+                    "name": "main",
+                    "steps": [
+                        [{"name": "first", "template": "first"}],
+                        [{"name": "second", "template": "second"}],
+                    ],
+                },
+                shell_step("first", "sleep 1"),
+                shell_step("second", "sleep 1"),
+            ],
+        },
+    }
+    name = submit(argo, bed.argo_namespace, workflow)
+    client = ArgoClient(bed.argo_url, bed.argo_namespace, bed.admin_token)
+    events: list[float] = []
+    stop = threading.Event()
+
+    def changed() -> None:
+        events.append(time.monotonic())
+        view = client.status(name)
+        if view is not None and view.final:
+            stop.set()
+
+    # When the gatekeeper's client watches it through argo-server
+    watcher = threading.Thread(target=client.watch, args=(name, changed, stop), daemon=True)
+    watcher.start()
+    finished = wait_finished(argo, bed.argo_namespace, name)
+    stop.wait(15)
+    client.close()
+    watcher.join(10)
+
+    # Then each change came down the stream, the last one the workflow's end
+    assert finished["status"]["phase"] == "Succeeded"
+    assert stop.is_set(), f"the stream never said the workflow ended ({len(events)} events)"
+    assert len(events) >= 4, events  # running, each step's node, its end
+    assert not watcher.is_alive()

@@ -5,6 +5,8 @@ that it never follows another store's workflow. The store is a real SQLite file.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,10 @@ class FakeArgo:
     def stop(self, name: str, message: str) -> None:
         self.calls.append(("stop", message))
 
+    def watch(self, name: str, changed: Any, stop: threading.Event) -> None:
+        self.calls.append(("watch", name))
+        stop.wait(0.05)
+
     def close(self) -> None:
         pass
 
@@ -107,21 +113,19 @@ def store(tmp_path: Path):
     s.close()
 
 
-def follow(store: SqlStore, s: ReleaseSpec, fake: FakeArgo, monkeypatch: pytest.MonkeyPatch):
+def follow(
+    store: SqlStore,
+    s: ReleaseSpec,
+    fake: FakeArgo,
+    monkeypatch: pytest.MonkeyPatch,
+    poll_s: float = 0.0,
+):
     plan = plan_for(s)
     if store.get_release(s.release_id) is None:
         store.create_release(new_record(s, plan, T0))
     monkeypatch.setattr(argo_executor, "client_for", lambda settings: fake)
-    settings = ArgoSettings(server="http://argo.test:2746", poll_s=0.0)
-    return run_on_argo(
-        s,
-        plan,
-        store,
-        settings,
-        db_url=None,
-        prometheus_url="http://prom.test",
-        sleep=lambda _: None,
-    )
+    settings = ArgoSettings(server="http://argo.test:2746", poll_s=poll_s)
+    return run_on_argo(s, plan, store, settings, db_url=None, prometheus_url="http://prom.test")
 
 
 def node_events(store: SqlStore, s: ReleaseSpec) -> list[str]:
@@ -262,3 +266,23 @@ def test_a_second_run_of_the_same_release_follows_its_workflow(
 )
 def test_what_argo_server_says_is_worth_a_retry(exc: BaseException, temporary: bool) -> None:
     assert client_module._temporary(exc) is temporary
+
+
+def test_the_watch_stream_wakes_the_follower_between_its_reads(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = spec()
+
+    class Streaming(FakeArgo):
+        """argo-server streams an event for each change: three, then the workflow ends."""
+
+        def watch(self, name: str, changed: Any, stop: threading.Event) -> None:
+            for _ in range(3):
+                time.sleep(0.05)
+                changed()
+            stop.wait(5)
+
+    fake = Streaming([("Running", [node("0", "Running")]), ("Running", []), ("Succeeded", [])])
+    started = time.monotonic()
+    follow(store, s, fake, monkeypatch, poll_s=60.0)  # no read would come from polling
+    assert time.monotonic() - started < 10
