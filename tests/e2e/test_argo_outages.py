@@ -130,9 +130,11 @@ def test_a_step_whose_api_server_refuses_for_a_while_is_retried_by_argo(
         options = replace(options, argo=replace(options.argo, step_env=steps_env))
         started = load.mark()
         with in_background(lambda: run_release(spec, options)) as running:
-            # When the API server refuses them just as the second shift starts
+            # When the API server refuses them from the end of the first analysis, before the
+            # second shift's process reads anything (once the step's own retries hold a write,
+            # they would ride out the outage inside the step)
             wait_for_node(
-                bed, spec.release_id, f"{node_name(4, 'shift-50')}(0)", "Running", timeout=240
+                bed, spec.release_id, f"{node_name(3, 'analyze-20')}(0)", "Succeeded", timeout=240
             )
             link.down()
             time.sleep(API_REFUSED_S)
