@@ -42,7 +42,7 @@ from tests.e2e.kubernetes_target import Obj, Raw, service_account_kubeconfig, sn
 from tests.e2e.testbed import ClusterBed
 
 RPS = 150.0  # the candidate's 20% is 120 requests in the abort gate's 4 s window (>= 100)
-AFTER_S = 2.0  # the load keeps going this long after the release ends
+AFTER_S = 4.0  # the load runs this long after the release ends (past SETTLE_S after promotion)
 
 CASES = [
     pytest.param("gateway-api", "canary", [20, 50, 100], id="canary-gateway-api"),
