@@ -39,7 +39,7 @@ from tests.e2e.testbed import ClusterBed
 from workflows.names import node_name
 
 RPS = 150.0
-AFTER_S = 2.0
+AFTER_S = 4.0  # the load runs this long after the release ends (past SETTLE_S after promotion)
 
 
 @pytest.fixture
