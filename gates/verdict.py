@@ -96,6 +96,12 @@ def provider_error(gate: GateSpec, at: datetime, error: str) -> GateResult:
     return _result(gate, Verdict.INCONCLUSIVE, f"{MEASUREMENT_ERROR}{error}", at)
 
 
+def is_measurement_error(result: GateResult) -> bool:
+    """Whether ``result`` is one of ``provider_error`` (its reason starts with its gate's
+    name), also once it has failed closed."""
+    return result.reason.startswith(f"{result.gate}: {MEASUREMENT_ERROR}")
+
+
 def _too_little(gate: GateSpec, requests: float) -> bool:
     return math.isnan(requests) or requests < gate.min_requests or requests <= 0
 

@@ -41,7 +41,7 @@ from tests.e2e.kubernetes_release import (
 from tests.e2e.kubernetes_target import Raw, service_account_kubeconfig
 from tests.e2e.testbed import ClusterBed
 from tests.e2e.testbed.audit import utcnow
-from tests.e2e.testbed.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 from workflows.names import node_name
 
 RPS = 150.0  # the candidate's 20% is 120 requests in the abort gate's 4 s window (>= 100)

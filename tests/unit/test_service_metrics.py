@@ -250,6 +250,8 @@ def test_a_gate_whose_queries_kept_failing_counts_a_metrics_provider_error(
     from gatekeeper.engine.notify import Notifier
     from gatekeeper.engine.service.listener import ServiceListener
     from gatekeeper.store.factory import open_store
+    from gates.spec import default_gates
+    from gates.verdict import no_data, provider_error
 
     spec = parse_release(
         {
@@ -273,13 +275,11 @@ def test_a_gate_whose_queries_kept_failing_counts_a_metrics_provider_error(
             term_detail={},
             provider="prometheus",
         )
-        failing = GateResult(
-            gate="abort",
-            verdict=Verdict.INCONCLUSIVE,
-            reason="measurement error: prometheus at http://prom:9090 did not answer",
-            at=T0,
-        )
-        listener.gates([failing])
+        abort, latency = default_gates().gates[0], default_gates().gates[2]
+        # The result the evaluator makes of a query that kept failing (its reason starts
+        # with the gate's name), and one of a gate that merely has no data: not an error.
+        failing = provider_error(abort, T0, "prometheus at http://prom:9090: ConnectionError")
+        listener.gates([failing, no_data(latency, T0, latency.window)])
     finally:
         notifier.close()
         store.close()

@@ -21,8 +21,10 @@ from gates.verdict import (
     fmt_pct,
     fmt_requests,
     fmt_seconds,
+    is_measurement_error,
     judge_error_ratio,
     judge_latency,
+    no_data,
     provider_error,
     quantile_from_buckets,
     sequential_bound,
@@ -785,6 +787,12 @@ def test_provider_error_is_inconclusive_never_pass() -> None:
     r = provider_error(ABORT, AT, "prometheus at http://x: ConnectionError")
     assert r.verdict is Verdict.INCONCLUSIVE
     assert r.reason == "abort: measurement error: prometheus at http://x: ConnectionError"
+    assert is_measurement_error(r)  # what the service counts as a metrics provider error
+    failed_closed = InconclusiveTracker().apply(
+        ABORT.model_copy(update={"inconclusive_deadline": 0.0}), r, AT
+    )
+    assert failed_closed.verdict is Verdict.FAIL and is_measurement_error(failed_closed)
+    assert not is_measurement_error(no_data(ABORT, AT, 120.0))
 
 
 # -- the inconclusive tracker ---------------------------------------------------------------

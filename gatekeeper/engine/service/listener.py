@@ -20,7 +20,7 @@ from gatekeeper.domain.release import ReleaseSpec
 from gatekeeper.domain.verdicts import GateResult, Verdict
 from gatekeeper.store.base import ServiceStore
 from gatekeeper.targets.base import TargetState
-from gates.verdict import MEASUREMENT_ERROR
+from gates.verdict import is_measurement_error
 
 from .. import audit
 from ..notify import EventKind, Notification, Notifier
@@ -117,7 +117,7 @@ class ServiceListener:
         app, environment = self.spec.app, self.spec.environment
         for result in results:
             self._quietly(partial(self.metrics.gate_result, app, environment, result))
-            if result.reason.startswith(MEASUREMENT_ERROR):  # its queries kept failing
+            if is_measurement_error(result):  # its queries kept failing
                 self._quietly(partial(self.metrics.metrics_provider_error, self.provider))
             before = self._verdicts.get(result.gate)
             if before is not result.verdict:

@@ -4,6 +4,9 @@ refused and every forwarded connection is cut, as when a server restarts.
     with TcpProxy(("127.0.0.1", api_port)) as proxy:
         url = f"https://127.0.0.1:{proxy.port}"   # TLS passes through untouched
         proxy.down()  ... proxy.up()
+
+``target`` is read at each new connection, so a proxy may listen before what it forwards
+to runs (a server whose address is not known yet), and be pointed at it afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from types import TracebackType
 
 class TcpProxy:
     def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
-        self.target = target
+        self.target = target  # host, port: where new connections go
         self.host = host
         self.port = 0
         self.refused_since: float | None = None
