@@ -8,10 +8,12 @@ results (most promoted, some rolled back). Then requests go out open loop at --r
 second for --seconds, alternating a submit (a new release, with an idempotency key) and a
 status read (GET /api/v1/releases/{id}, the detail with steps, events and gate results)
 of a random stored release. Latency is measured from each request's scheduled time, so
-a server that falls behind shows its queueing too. Prints p50, p95 and p99 in ms, and the
+a server that falls behind shows its queueing too. The first --warmup seconds (default 5)
+go out at the same rate and are shown on a row of their own: a fresh process's first
+requests pay for lazy imports and statement caches. Prints p50, p95 and p99 in ms, and the
 requests answered per second over the run (below --rate: the server could not keep up).
 
-    .venv/bin/python bench/api_latency.py [--rate 100] [--seconds 30]
+    .venv/bin/python bench/api_latency.py [--rate 100] [--seconds 30] [--store sqlite]
     scripts/with-postgres .venv/bin/python bench/api_latency.py   # PostgreSQL as well
 """
 
@@ -133,21 +135,27 @@ def serve(url: str, folder: Path, token: str) -> Iterator[str]:
 
 
 def load(
-    base: str, token: str, ids: list[str], rate: float, seconds: float
+    base: str, token: str, ids: list[str], rate: float, seconds: float, warmup: float = 0.0
 ) -> dict[str, list[float]]:
-    """Open-loop requests at ``rate`` per second; latency in ms per operation."""
-    total = int(rate * seconds)
-    results: dict[str, list[float]] = {"submit": [], "status": []}
+    """Open-loop requests at ``rate`` per second; latency in ms per operation. Requests
+    of the first ``warmup`` seconds are sent at the same rate and counted apart (as
+    ``warmup``): a process's first requests pay for its lazy imports and caches."""
+    skipped = int(rate * warmup)
+    total = skipped + int(rate * seconds)
+    results: dict[str, list[float]] = {"submit": [], "status": [], "warmup": []}
     errors: list[str] = []
     lock = threading.Lock()
     counter = iter(range(total))
-    start = time.monotonic() + 0.5
     headers = {"Authorization": f"Bearer {token}"}
     run = uuid.uuid4().hex[:6]
+    # The clients first (each one builds its TLS context, tens of ms of CPU): made by the
+    # workers as the clock runs, they delayed the first requests by hundreds of ms.
+    clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(32)]
+    start = time.monotonic() + 0.5
 
-    def worker() -> None:
+    def worker(http: httpx.Client) -> None:
         rng = random.Random()
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        with http:
             while True:
                 with lock:
                     i = next(counter, None)
@@ -166,18 +174,18 @@ def load(
                     ok = r.status_code == 200
                 took = (time.monotonic() - due) * 1000
                 with lock:
-                    results[op].append(took)
+                    results[op if i >= skipped else "warmup"].append(took)
                     if not ok:
                         errors.append(f"{op}: {r.status_code} {r.text[:200]}")
 
-    threads = [threading.Thread(target=worker) for _ in range(32)]
+    threads = [threading.Thread(target=worker, args=(http,)) for http in clients]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
-    results["elapsed"] = [time.monotonic() - start]
+    results["elapsed"] = [time.monotonic() - start - warmup]
     return results
 
 
@@ -212,8 +220,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--releases", type=int, default=1000)
+    parser.add_argument(
+        "--warmup", type=float, default=5.0,
+        help="seconds of requests at the same rate before the measured ones (shown apart)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=["sqlite", "postgres"], action="append",
+        help="the stores to measure (default: SQLite, and PostgreSQL under scripts/with-postgres)",
+    )  # fmt: skip
     args = parser.parse_args()
-    backends = ["sqlite"] + (["postgres"] if os.environ.get("GATEKEEPER_TEST_PG_URL") else [])
+    available = ["sqlite"] + (["postgres"] if os.environ.get("GATEKEEPER_TEST_PG_URL") else [])
+    backends = args.store or available
+    if "postgres" in backends and "postgres" not in available:
+        parser.error("--store postgres: no GATEKEEPER_TEST_PG_URL (run in scripts/with-postgres)")
     print(f"{args.releases} releases stored; {args.rate:g} requests/s for {args.seconds:g}s, "
           "half submit, half status; ms from each request's scheduled time")  # fmt: skip
     print("| store | request | count | answered per s | p50 | p95 | p99 |")
@@ -226,9 +245,12 @@ def main() -> None:
             ids = fill(url, args.releases)
             token = "gkt_" + secrets.token_urlsafe(32)
             with serve(url, Path(tmp), token) as base:
-                found = load(base, token, ids, args.rate, args.seconds)
+                found = load(base, token, ids, args.rate, args.seconds, args.warmup)
             (elapsed,) = found.pop("elapsed")
+            cold = found.pop("warmup")
             answered = sum(len(v) for v in found.values()) / elapsed
+            if cold:
+                found = {f"first {args.warmup:g}s (warm-up)": cold, **found}
             for op, values in found.items():
                 p50, p95, p99 = (percentile(values, q) for q in (0.5, 0.95, 0.99))
                 print(f"| {kind} | {op} | {len(values)} | {answered:.0f} | {p50:.1f} | {p95:.1f} "

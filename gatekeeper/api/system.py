@@ -17,7 +17,9 @@ router = APIRouter()
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["system"], summary="The process answers")
-def healthz() -> HealthOut:
+async def healthz() -> HealthOut:
+    # On the event loop, not a worker thread: a liveness probe is answered while every
+    # worker is busy, so a loaded replica is never restarted for it.
     return HealthOut(status="ok")
 
 

@@ -48,6 +48,7 @@ def serve_cmd(
         settings = load_service_config(config)
         address = (host or settings.server.host, settings.server.port if port is None else port)
         service = build_service(settings)
+        service.warm()
     except InvalidInput as e:
         print_problem(err, "invalid config", e)
         raise typer.Exit(EXIT_INVALID) from e
@@ -55,7 +56,7 @@ def serve_cmd(
         print_problem(err, "error", e)
         raise typer.Exit(EXIT_ERROR) from e
     try:
-        server = ApiServer(create_app(service), *address)
+        server = ApiServer(create_app(service), *address, threads=settings.server.threads)
     except OSError as e:
         service.stop()
         print_problem(err, "error", f"cannot listen on {address[0]}:{address[1]}: {e}")

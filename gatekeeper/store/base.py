@@ -208,6 +208,9 @@ class ServiceStore(Store, Protocol):
         same spec) created before, writing nothing; True when created now. Conflict when
         the key or the id is taken with another spec."""
 
+    def warm(self) -> int:
+        """Open the connections the service will use before its first request; how many."""
+
     def release_bundle(self, release_id: str, gate_results: int = 200) -> ReleaseBundle | None:
         """The release with its step log, approvals, latest gate results and events, read
         in one transaction; None when it does not exist."""

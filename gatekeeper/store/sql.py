@@ -96,9 +96,22 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# PostgreSQL connections kept open, and how many more a burst may open (closed again when
+# returned): the API's worker threads (server.threads, 4 by default) beside the controller's
+# drivers, one per running release.
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 20
+
+
 def _engine(url: URL) -> Engine:
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, json_serializer=_dumps, pool_pre_ping=True)
+        return create_engine(
+            url,
+            json_serializer=_dumps,
+            pool_pre_ping=True,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_MAX_OVERFLOW,
+        )
     database = url.database or ""
     in_memory = database in ("", ":memory:")
     connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
@@ -211,6 +224,23 @@ class SqlStore(ServiceSql):
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def warm(self) -> int:
+        """Open the pool's connections now, at once, rather than in the first requests (a
+        new PostgreSQL backend takes milliseconds to fork): returns how many are open."""
+        size = PG_POOL_SIZE if self._engine.dialect.name == "postgresql" else 1
+        opened: list[Any] = []
+        try:
+            for _ in range(size):
+                connection = self._engine.connect()
+                opened.append(connection)
+                connection.exec_driver_sql("SELECT 1")
+        except OperationalError as e:
+            raise TemporaryError(f"store {_shown(self._engine.url)}: cannot connect: {e}") from e
+        finally:
+            for connection in opened:
+                connection.close()
+        return len(opened)
 
     def close(self) -> None:
         if self._fence is None:  # a fenced view leaves the shared connections open

@@ -24,6 +24,8 @@ OTHER = "gkt_" + "b" * 43
     ({"bogus": 1}, "config: bogus: is not a known field"),
     ({"server": {"port": 70000}},
      "config: server.port: Input should be less than or equal to 65535"),
+    ({"server": {"threads": 0}},
+     "config: server.threads: Input should be greater than or equal to 1"),
     ({"lease": {"renew": "20s"}},
      "config: lease: renew 20s must be above 0s and below duration 15s"),
     ({"lease": {"kind": "etcd"}}, "config: lease.kind: Input should be 'database' or 'kubernetes'"),

@@ -33,7 +33,7 @@ from gatekeeper.store.base import Approval, Event, ReleaseRecord, Store
 from gatekeeper.store.factory import open_store
 from gatekeeper.store.migrations.versions import v0001_initial
 from gatekeeper.store.models import FINAL_PHASES, Base
-from gatekeeper.store.sql import MIGRATIONS, SqlStore, normalise_url
+from gatekeeper.store.sql import MIGRATIONS, PG_POOL_SIZE, SqlStore, normalise_url
 
 PG_URL = os.environ.get("GATEKEEPER_TEST_PG_URL", "").strip()
 
@@ -792,3 +792,13 @@ def test_the_upgrade_turns_a_stopped_mark_into_the_field(sqlite_url: str) -> Non
     with SqlStore.open(sqlite_url) as store:
         got = store.get_release("a-b-v2")
     assert got is not None and got.stopped and got.reason == "no approval"
+
+
+def test_warm_opens_the_pool_before_the_first_request(store: SqlStore, url: str):
+    """PostgreSQL's pool holds its connections open once warmed (no backend forked in a
+    request); a SQLite file needs one."""
+    wanted = PG_POOL_SIZE if url.startswith("postgresql") else 1
+    assert store.warm() == wanted
+    if url.startswith("postgresql"):
+        assert store._engine.pool.checkedin() == PG_POOL_SIZE  # type: ignore[attr-defined]
+    assert store.get_release("nothing") is None  # still answers

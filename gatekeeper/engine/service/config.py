@@ -1,6 +1,6 @@
 """The configuration of `gatekeeper serve`: one YAML file, every field checked by name.
 
-    server:        {host: 127.0.0.1, port: 8080, public_url: null}
+    server:        {host: 127.0.0.1, port: 8080, public_url: null, threads: 4}
     store:         {url: null}                  # env GATEKEEPER_DB_URL wins
     prometheus:    {url: null}                  # env GATEKEEPER_PROMETHEUS_URL wins
     kubeconfig:    null
@@ -54,6 +54,7 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"  # 0.0.0.0 in a pod
     port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port (tests)
     public_url: str | None = Field(default=None, pattern=URL)  # links in notifications
+    threads: int = Field(default=4, ge=1, le=64)  # worker threads answering the API
 
 
 class StoreConfig(_Strict):
