@@ -13,6 +13,13 @@ the threshold that never becomes significant. A healthy stretch has negative exc
 the onset moves past it (it resets the breach); a slice without traffic adds nothing, so
 a gap neither breaks nor proves a breach.
 
+The slices must add up to what the counters counted. Prometheus's increase() over adjacent
+ranges does not: it leaves out the stretch between one range's last sample and the next
+one's first and extrapolates over it, so with two scrapes a slice half of the requests are
+estimated, and the bound on them is as tight as twice the evidence would make it (a steady
+3% candidate was aborted on "7.46% in 402 requests"). The Prometheus provider answers
+adjacent slices with the counters' own differences instead (gates/prometheus.py ``_tiles``).
+
 An onset inside the gate's window counts only when the window before it is significantly
 healthy: a change the window itself shows. Without that, the best of the many short runs
 a window holds is mostly noise: a simulated 4% candidate at 10 requests/s was aborted 73

@@ -204,12 +204,49 @@ class PrometheusProvider:
         end: datetime,
         step_s: float,
     ) -> dict[Subject, list[tuple[datetime, Counts]]]:
-        rows = self._range(counts_query(profile, subjects, window_s), start, end, step_s)
+        if abs(window_s - step_s) < 1e-6:
+            rows = self._tiles(profile, subjects, start, end, step_s)
+        else:
+            rows = self._range(counts_query(profile, subjects, window_s), start, end, step_s)
         per_time = _sum_counts(profile, subjects, rows, lambda row: row["values"])[1]
         return {
             s: [(datetime.fromtimestamp(ts, UTC), c) for ts, c in sorted(points.items())]
             for s, points in per_time.items()
         }
+
+    def _tiles(
+        self,
+        profile: Profile,
+        subjects: Sequence[Subject],
+        start: datetime,
+        end: datetime,
+        step_s: float,
+    ) -> list[dict[str, Any]]:
+        """Per-series counts over adjacent slices, one ending at each step from ``start`` to
+        ``end``: the difference of each counter's latest sample at consecutive steps (after
+        a reset, the new value), so the slices add up to what the counters counted.
+
+        ``increase()`` over adjacent ranges leaves out the stretch between one range's last
+        sample and the next range's first, and extrapolates over it: with two scrapes in a
+        slice, half of the requests it reports were never seen, and a bound computed on
+        them is as tight as twice the evidence would make it (a steady 3% candidate showed
+        7.5% in 402 requests, "significant" at 95%).
+        """
+        query = f"{profile.requests_metric}{{{selector(profile, subjects)}}}"
+        before = datetime.fromtimestamp(start.timestamp() - step_s, UTC)
+        out = []
+        for row in self._range(query, before, end, step_s):
+            steps: list[list[Any]] = []
+            last: float | None = None
+            for ts, raw in row["values"]:
+                value = float(raw)
+                if math.isnan(value):
+                    continue
+                if last is not None:
+                    steps.append([ts, value - last if value >= last else value])
+                last = value
+            out.append({"metric": row["metric"], "values": steps})
+        return out
 
     def buckets(
         self, profile: Profile, subjects: Sequence[Subject], window_s: float, at: datetime

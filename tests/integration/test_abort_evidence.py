@@ -16,6 +16,7 @@ from gatekeeper.domain.verdicts import Decision, GateResult, Verdict
 from gates import verdict
 from gates.backtest import backtest
 from gates.evaluate import GateEvaluator, Release
+from gates.profiles import get_profile
 from gates.prometheus import PrometheusProvider
 from gates.provider import Subject
 from gates.spec import GateSet, default_gates
@@ -139,5 +140,59 @@ def test_a_healthy_candidates_2m_cluster_warns_and_never_aborts(
         # The same history at a fixed 95% per look aborts: the boundary is what holds it.
         monkeypatch.setattr(verdict, "SEQUENTIAL_REQUESTS", 1)
         assert any(r.verdict is Verdict.FAIL for r in run())
+    finally:
+        provider.close()
+
+
+# Uneven traffic: 15s scrapes alternating 20 requests/s (2% 5xx) and 5 (10% 5xx).
+TILED = Subject("tiles1", "v2")
+
+
+def _uneven_traffic(t: float) -> Traffic:
+    busy = int(t // 15) % 2 == 0
+    return Traffic(rps=20 if busy else 5, errors=0.02 if busy else 0.10)
+
+
+@pytest.fixture(scope="module")
+def uneven_prometheus(
+    history_start: datetime, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    data = tmp_path_factory.mktemp("prom-tiles") / "data"
+    backfill(
+        data,
+        # scrapes 7s off the slices' round boundaries, as a real scrape's clock is
+        openmetrics([series("tiles1", "v2", history_start.timestamp() + 7, 900, _uneven_traffic)]),
+    )
+    with prometheus(data_dir=data, scrape_interval="15s") as server:
+        yield server
+
+
+def test_slices_add_up_to_what_the_counters_counted(
+    uneven_prometheus: PrometheusServer, history_start: datetime
+) -> None:
+    """Adjacent slices (the evidence since a breach began) are the counters' own
+    differences: their sum is the counters' increase over the span, exactly. increase()
+    over each 30s slice sees one of its two 15s scrapes' increments and doubles it: here
+    the busy ones only (twice the requests, at 2%)."""
+    provider = PrometheusProvider(uneven_prometheus.url)
+    try:
+        start = history_start + timedelta(minutes=3)
+        end = history_start + timedelta(minutes=9)
+        slices = provider.counts_range(get_profile("http"), [TILED], 30.0, start, end, 30.0)
+        found = slices[TILED]
+        assert [t for t, _ in found] == [start + timedelta(seconds=30 * i) for i in range(13)]
+
+        def counted(at: datetime, code: str) -> float:
+            selector = f'app="tiles1", version="v2", code=~"{code}"'
+            return provider.query(f"sum(http_requests_total{{{selector}}})", at)[0][1]
+
+        before = start - timedelta(seconds=30)
+        requests = counted(end, ".*") - counted(before, ".*")
+        errors = counted(end, "5..") - counted(before, "5..")
+        # 13 slices of 30s: one busy and one quiet scrape interval each
+        assert requests == pytest.approx(13 * (20 + 5) * 15)
+        assert errors == pytest.approx(13 * (20 * 0.02 + 5 * 0.10) * 15)
+        assert sum(c.requests for _, c in found) == pytest.approx(requests)
+        assert sum(c.errors for _, c in found) == pytest.approx(errors)
     finally:
         provider.close()
